@@ -1,0 +1,1 @@
+"""Dagster definitions by domain; ``billing_pipeline.definitions`` assembles them."""

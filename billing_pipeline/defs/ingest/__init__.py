@@ -1,0 +1,1 @@
+"""Ingestion domain: landing files and the daily activity dataset."""

@@ -1,0 +1,179 @@
+"""Ingestion assets: ``landing_files`` (parse, classify, quarantine) and daily ``activity``."""
+
+from datetime import date
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from billing_pipeline.defs.ingest.conservation import conservation_failures
+from billing_pipeline.defs.metadata import counts_table, md_table
+from billing_pipeline.defs.partitions import daily_partitions
+from billing_pipeline.defs.resources import BillingSettings
+from billing_pipeline.ingest.activity import build_activity
+from billing_pipeline.ingest.landing import dates_around, ingest_landing
+from billing_pipeline.ingest.schemas import Envelope, failing_rows
+
+GROUP = "ingest"
+
+
+@asset(
+    group_name=GROUP,
+    description=(
+        "Every landing file parsed once (by sha256), validated with Pandera, deduplicated per "
+        "client and classified: the manifest, quarantine and per-line outcomes (SPEC §4)."
+    ),
+    check_specs=[
+        AssetCheckSpec(
+            "conservation",
+            asset="landing_files",
+            blocking=True,
+            description="Per landing file: lines read = valid + duplicates + quarantined.",
+        ),
+        AssetCheckSpec(
+            "quarantine_share",
+            asset="landing_files",
+            description="Share of this run's newly read lines that went to quarantine.",
+        ),
+    ],
+    kinds={"python", "parquet"},
+)
+def landing_files(context: AssetExecutionContext, settings: BillingSettings):
+    paths = settings.paths()
+    store = settings.store()
+    result = ingest_landing(paths.landing, store, settings.timezones(), log=context.log.debug)
+    manifest = result.manifest
+    run_files = manifest.filter(pl.col("source_file").is_in(result.files_parsed))
+    totals = {c: int(manifest[c].sum()) for c in ("lines", "valid", "duplicates", "quarantined")}
+    run_lines = int(run_files["lines"].sum())
+    run_quarantined = int(run_files["quarantined"].sum())
+    quarantine = _quarantine(store.root)
+    reasons = (
+        dict(quarantine["reason"].value_counts().iter_rows()) if not quarantine.is_empty() else {}
+    )
+
+    failures = conservation_failures(store, manifest)
+    yield AssetCheckResult(
+        check_name="conservation",
+        passed=failures.is_empty(),
+        metadata={"files_checked": manifest.height, "failing_files": md_table(failures)},
+    )
+    share = run_quarantined / run_lines if run_lines else 0.0
+    yield AssetCheckResult(
+        check_name="quarantine_share",
+        passed=share <= settings.quarantine_warn_share,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "share": share,
+            "threshold": settings.quarantine_warn_share,
+            "lines_read_this_run": run_lines,
+            "quarantined_this_run": run_quarantined,
+        },
+    )
+    affected_dates = sorted(dates_around(result.touched_dates))
+    yield MaterializeResult(
+        metadata={
+            "files_seen": result.files_seen,
+            "files_parsed": len(result.files_parsed),
+            "files_refreshed": len(result.files_refreshed),
+            "clients_classified": len(result.clients_classified),
+            "lines_read_this_run": run_lines,
+            **{f"total_{k}": v for k, v in totals.items()},
+            "quarantine_by_reason": counts_table(reasons, "reason"),
+            "quarantine_preview": md_table(
+                quarantine.filter(pl.col("source_file").is_in(result.files_refreshed)).select(
+                    "source_file", "source_line", "reason", "detail", "client_id", "raw_line"
+                )
+            ),
+            "activity_dates_to_refresh": MetadataValue.text(
+                ",".join(d.isoformat() for d in affected_dates)
+            ),
+            "manifest": MetadataValue.path(str(store.manifest_file())),
+        }
+    )
+
+
+def _quarantine(root) -> pl.DataFrame:
+    files = sorted((root / "quarantine").glob("file_id=*/part-0.parquet"))
+    if not files:
+        return pl.DataFrame(
+            schema={
+                "source_file": pl.Utf8,
+                "source_line": pl.Int64,
+                "reason": pl.Utf8,
+                "detail": pl.Utf8,
+                "client_id": pl.Utf8,
+                "raw_line": pl.Utf8,
+            }
+        )
+    return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+
+
+@asset(
+    group_name=GROUP,
+    deps=[landing_files],
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    description=(
+        "Valid events by activity date (the client's time zone) and client: "
+        "activity/activity_date=YYYY-MM-DD/client_id=ID/ (SPEC §4.1)."
+    ),
+    check_specs=[
+        AssetCheckSpec(
+            "activity_schema",
+            asset="activity",
+            blocking=True,
+            description="Written rows pass the envelope schema, sit in the right date "
+            "partition and hold each (client, event_id) once.",
+        )
+    ],
+    kinds={"python", "parquet"},
+)
+def activity(context: AssetExecutionContext, settings: BillingSettings):
+    store = settings.store()
+    timezones = settings.timezones()
+    by_client: dict[str, int] = {}
+    by_type: dict[str, int] = {}
+    problems = []
+    for key in context.partition_keys:
+        day = date.fromisoformat(key)
+        result = build_activity(store, day, timezones)
+        for client_id, n in result.events_by_client.items():
+            by_client[client_id] = by_client.get(client_id, 0) + n
+        for event_type, n in result.events_by_type.items():
+            by_type[event_type] = by_type.get(event_type, 0) + n
+        problems.extend(_schema_problems(store, day, list(result.events_by_client)))
+    yield AssetCheckResult(
+        check_name="activity_schema",
+        passed=not problems,
+        metadata={"problems": MetadataValue.md("\n".join(problems) or "_none_")},
+    )
+    yield MaterializeResult(
+        metadata={
+            "events": sum(by_client.values()),
+            "clients": len(by_client),
+            "events_by_type": counts_table(by_type, "event_type"),
+            "events_by_client": counts_table(by_client, "client_id"),
+        }
+    )
+
+
+def _schema_problems(store, day: date, clients: list[str]) -> list[str]:
+    problems = []
+    for client_id in clients:
+        frame = pl.read_parquet(store.activity_file(day, client_id))
+        if not failing_rows(Envelope, frame).is_empty():
+            problems.append(f"- {day} {client_id}: rows fail the envelope schema")
+        if (frame["activity_date"] != day).any() or (frame["client_id"] != client_id).any():
+            problems.append(f"- {day} {client_id}: rows outside their partition")
+        if frame["event_id"].n_unique() != frame.height:
+            problems.append(f"- {day} {client_id}: an event_id appears twice")
+    return problems

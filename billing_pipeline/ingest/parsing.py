@@ -1,0 +1,258 @@
+"""Line to record: JSON syntax, object shape, required fields and JSON types.
+
+This layer decides what only the raw JSON can tell (is it JSON, an object, is a field there,
+is it a string or an integer). Value rules (patterns, ranges, enums, timestamps) are checked
+afterwards by the Pandera schemas over typed Polars columns (``schemas.py``). A field whose
+JSON type is wrong is set to null for Pandera and its failure recorded here, so the two
+layers together give each line the first reason in the order of SPEC §4.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from billing_pipeline.catalog import CATALOG, ENVELOPE_FIELDS, Field
+from billing_pipeline.decimals import DecimalError, parse_decimal
+from billing_pipeline.ingest import fastpath
+
+# Field order decides which failure a line reports when it has several: envelope first, in
+# the order of the SPEC table, then schema_version, then payload fields in catalog order.
+ENVELOPE_ORDER = {name: i for i, name in enumerate((*ENVELOPE_FIELDS, "schema_version"))}
+PAYLOAD_BASE = len(ENVELOPE_ORDER)
+
+
+class _InvalidConstant(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    raise _InvalidConstant(f"{name} is not valid JSON")
+
+
+def _canonical(value: object) -> str:
+    return fastpath.canonical_payload(json.dumps(value).encode())
+
+
+@dataclass(frozen=True)
+class Failure:
+    order: int
+    reason: str  # missing_field | invalid_field
+    detail: str
+
+
+_ENVELOPE_COLUMNS = (
+    "event_id",
+    "event_type",
+    "occurred_at_raw",
+    "client_id",
+    "warehouse_id",
+    "schema_version",
+    "payload",
+)
+
+
+@dataclass
+class Columns:
+    """Column lists for a batch of lines; one entry per line in every list."""
+
+    source_line: list[int] = field(default_factory=list)
+    raw_line: list[str] = field(default_factory=list)
+    reason: list[str | None] = field(default_factory=list)
+    detail: list[str | None] = field(default_factory=list)
+    event_id: list[str | None] = field(default_factory=list)
+    event_type: list[str | None] = field(default_factory=list)
+    occurred_at_raw: list[str | None] = field(default_factory=list)
+    client_id: list[str | None] = field(default_factory=list)
+    warehouse_id: list[str | None] = field(default_factory=list)
+    schema_version: list[int | None] = field(default_factory=list)
+    payload: list[str | None] = field(default_factory=list)
+    # Typed payload values for the per-type Pandera schemas: (row, {field: value}) per type.
+    typed_payloads: dict[str, list[tuple[int, dict[str, object]]]] = field(default_factory=dict)
+    # Failures only JSON could show (missing fields, wrong JSON types), kept per row.
+    failures: dict[int, Failure] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.source_line)
+
+    def add_unparsed(self, number: int, text: str, reason: str, detail: str) -> None:
+        """A line quarantined before its envelope could be read: only its text is kept."""
+        self.source_line.append(number)
+        self.raw_line.append(text)
+        self._fill_empty(reason, detail)
+
+    def _fill_empty(self, reason: str, detail: str) -> None:
+        self.reason.append(reason)
+        self.detail.append(detail)
+        for name in _ENVELOPE_COLUMNS:
+            getattr(self, name).append(None)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _typed(spec: Field, value: object) -> tuple[object, str | None]:
+    """The value as its schema column holds it, or the broken rule when the JSON type is wrong."""
+    if spec.kind in ("str", "enum"):
+        return (value, None) if isinstance(value, str) else (None, spec.rule())
+    if spec.kind == "int":
+        return (value, None) if _is_int(value) else (None, spec.rule())
+    if spec.kind == "dec":
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return None, spec.rule()
+        try:
+            number = parse_decimal(value)
+        except DecimalError as exc:
+            return None, f"{spec.rule()}: {exc}"
+        return number, None
+    # materials: a list of {code: str, qty: int >= 1}; checked whole here, it has no column.
+    if not isinstance(value, list):
+        return None, spec.rule()
+    for i, item in enumerate(value):
+        ok = (
+            isinstance(item, dict)
+            and isinstance(item.get("code"), str)
+            and _is_int(item.get("qty"))
+            and item["qty"] >= 1
+        )
+        if not ok:
+            return None, f"{spec.rule()} (item {i + 1} is not)"
+    return len(value), None
+
+
+def _first(failures: list[Failure]) -> Failure | None:
+    return min(failures, key=lambda f: (f.reason != "missing_field", f.order), default=None)
+
+
+def parse_texts(cols: Columns, numbers: list[int], texts: list[str]) -> None:
+    """Append non-blank lines to the batch: the typed fast path in bulk, the rest slowly.
+
+    Rows are appended fast ones first; callers sort by ``source_line`` at the end.
+    """
+    decoded = [fastpath.decode(text) for text in texts]
+    slow = [i for i, result in enumerate(decoded) if result is None]
+    fast = [result for result in decoded if result is not None]
+    if fast:
+        base = len(cols)
+        keep = [i for i, result in enumerate(decoded) if result is not None]
+        cols.source_line.extend(numbers[i] for i in keep)
+        cols.raw_line.extend(texts[i] for i in keep)
+        cols.reason.extend([None] * len(fast))
+        cols.detail.extend([None] * len(fast))
+        cols.event_id.extend(r[0].event_id for r in fast)
+        cols.event_type.extend(r[0].event_type for r in fast)
+        cols.occurred_at_raw.extend(r[0].occurred_at for r in fast)
+        cols.client_id.extend(r[0].client_id for r in fast)
+        cols.warehouse_id.extend(r[0].warehouse_id for r in fast)
+        cols.schema_version.extend(r[0].schema_version for r in fast)
+        cols.payload.extend(r[2] for r in fast)
+        for offset, (envelope, typed, _) in enumerate(fast):
+            if typed is not None:
+                cols.typed_payloads.setdefault(envelope.event_type, []).append(
+                    (base + offset, typed)
+                )
+    for i in slow:
+        _parse_slowly(cols, numbers[i], texts[i])
+
+
+def _parse_slowly(cols: Columns, number: int, text: str) -> None:
+    """json.loads and field-by-field checks: the authority on reasons for any doubtful line."""
+    row = len(cols)
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        cols.add_unparsed(number, text, "invalid_json", str(exc))
+        return
+    if not isinstance(obj, dict):
+        cols.add_unparsed(
+            number, text, "not_an_object", f"a JSON {_json_name(obj)} is not an object"
+        )
+        return
+    cols.source_line.append(number)
+    cols.raw_line.append(text)
+    failures: list[Failure] = []
+
+    def envelope_str(name: str) -> str | None:
+        value = obj.get(name)
+        if value is None:
+            failures.append(Failure(ENVELOPE_ORDER[name], "missing_field", name))
+            return None
+        if not isinstance(value, str):
+            failures.append(Failure(ENVELOPE_ORDER[name], "invalid_field", f"{name}: a string"))
+            return None
+        return value
+
+    cols.event_id.append(envelope_str("event_id"))
+    event_type = envelope_str("event_type")
+    cols.event_type.append(event_type)
+    cols.occurred_at_raw.append(envelope_str("occurred_at"))
+    cols.client_id.append(envelope_str("client_id"))
+    cols.warehouse_id.append(envelope_str("warehouse_id"))
+
+    version = obj.get("schema_version", 1)
+    if not _is_int(version):
+        failures.append(
+            Failure(ENVELOPE_ORDER["schema_version"], "invalid_field", "schema_version: an integer")
+        )
+        version = None
+    cols.schema_version.append(version)
+
+    payload = obj.get("payload")
+    if payload is None:
+        failures.append(Failure(ENVELOPE_ORDER["payload"], "missing_field", "payload"))
+        cols.payload.append(None)
+    elif not isinstance(payload, dict):
+        failures.append(Failure(ENVELOPE_ORDER["payload"], "invalid_field", "payload: an object"))
+        cols.payload.append(None)
+    else:
+        cols.payload.append(_canonical(payload))
+        specs = CATALOG.get(event_type) if event_type is not None else None
+        if specs is not None:
+            failures.extend(_payload_failures(cols, row, event_type, specs, payload))
+    if any(isinstance(v, float) and not math.isfinite(v) for v in _scalars(payload)):
+        failures.append(
+            Failure(ENVELOPE_ORDER["payload"], "invalid_field", "payload: a number is not finite")
+        )
+    first = _first(failures)
+    if first is not None:
+        cols.failures[row] = first
+    cols.reason.append(None)
+    cols.detail.append(None)
+
+
+def _payload_failures(
+    cols: Columns, row: int, event_type: str, specs: tuple[Field, ...], payload: dict
+) -> list[Failure]:
+    failures = []
+    typed: dict[str, object] = {}
+    for i, spec in enumerate(specs):
+        order = PAYLOAD_BASE + i
+        value = payload.get(spec.name)
+        if value is None:
+            if spec.required:
+                failures.append(Failure(order, "missing_field", f"payload.{spec.name}"))
+            typed[spec.name] = None
+            continue
+        typed_value, broken = _typed(spec, value)
+        if broken is not None:
+            failures.append(Failure(order, "invalid_field", f"payload.{spec.name}: {broken}"))
+        typed[spec.name] = typed_value
+    cols.typed_payloads.setdefault(event_type, []).append((row, typed))
+    return failures
+
+
+def _scalars(value: object) -> list[object]:
+    """Floats anywhere in a payload, to refuse 1e400 (read as infinity) in extra fields too."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _scalars(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _scalars(v)]
+    return [value] if isinstance(value, float) else []
+
+
+def _json_name(obj: object) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(obj), "null"
+    )
