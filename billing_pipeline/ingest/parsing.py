@@ -207,14 +207,14 @@ def _parse_slowly(cols: Columns, number: int, text: str) -> None:
         failures.append(Failure(ENVELOPE_ORDER["payload"], "invalid_field", "payload: an object"))
         cols.payload.append(None)
     else:
-        cols.payload.append(_canonical(payload))
+        finite = all(math.isfinite(v) for v in _floats(payload))
+        cols.payload.append(_canonical(payload) if finite else None)
         specs = CATALOG.get(event_type) if event_type is not None else None
         if specs is not None:
             failures.extend(_payload_failures(cols, row, event_type, specs, payload))
-    if any(isinstance(v, float) and not math.isfinite(v) for v in _scalars(payload)):
-        failures.append(
-            Failure(ENVELOPE_ORDER["payload"], "invalid_field", "payload: a number is not finite")
-        )
+        if not finite:
+            detail = "payload: a number is out of range"
+            failures.append(Failure(ENVELOPE_ORDER["payload"], "invalid_field", detail))
     first = _first(failures)
     if first is not None:
         cols.failures[row] = first
@@ -243,12 +243,12 @@ def _payload_failures(
     return failures
 
 
-def _scalars(value: object) -> list[object]:
+def _floats(value: object) -> list[float]:
     """Floats anywhere in a payload, to refuse 1e400 (read as infinity) in extra fields too."""
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _scalars(v)]
+        return [s for v in value.values() for s in _floats(v)]
     if isinstance(value, list):
-        return [s for v in value for s in _scalars(v)]
+        return [s for v in value for s in _floats(v)]
     return [value] if isinstance(value, float) else []
 
 

@@ -8,7 +8,6 @@ conservation (lines read = valid + duplicates + quarantined) still holds.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import zlib
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import NamedTuple
 LANDING_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 MAX_LINE_BYTES = 1024 * 1024  # longer lines are quarantined whole, not parsed
 _CHUNK = 8 * 1024 * 1024
+_GZ_INPUT = 256 * 1024  # compressed bytes per step: what a corrupt spot can cost at most
 
 
 class Line(NamedTuple):
@@ -58,12 +58,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _gunzip(path: Path) -> Iterator[bytes]:
+    """Decompress incrementally so that everything before a damaged spot is still yielded
+    (``gzip.open().read`` would drop its whole buffer on the error). Handles multi-member
+    files; a stream cut short raises EOFError, a corrupt one zlib.error."""
+    inflater = zlib.decompressobj(wbits=31)
+    fed = False  # has the current member received any bytes?
+    with path.open("rb") as handle:
+        while block := handle.read(_GZ_INPUT):
+            while block:
+                fed = True
+                yield inflater.decompress(block)
+                block = b""
+                if inflater.eof:
+                    block = inflater.unused_data
+                    inflater, fed = zlib.decompressobj(wbits=31), False
+    if fed and not inflater.eof:
+        yield inflater.flush()
+        raise EOFError("compressed file ended before the end-of-stream marker")
+
+
 def _raw_chunks(path: Path) -> Iterator[bytes]:
     """The file's bytes, decompressed if gzipped; a damaged gzip raises EOFError/zlib.error."""
     if path.name.endswith(".gz"):
-        with gzip.open(path, "rb") as handle:
-            while block := handle.read(_CHUNK):
-                yield block
+        yield from _gunzip(path)
     else:
         with path.open("rb") as handle:
             while block := handle.read(_CHUNK):
