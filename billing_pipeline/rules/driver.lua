@@ -1,0 +1,778 @@
+-- Trusted side of the charge engine (runs in LuaJIT with the JIT on).
+--
+-- Rule code never sees anything defined here except `charge`, `ctx`, the event tables and the
+-- sandbox environment built by `make_env`. This file uses `ffi`, `debug` and `jit`; rule code
+-- cannot reach them: it is loaded with `load(src, name, "t", env)` where env only holds
+-- whitelisted, read-only copies, and every rule function is compiled with the JIT off so the
+-- instruction-count hook fires inside it.
+local ffi = require("ffi")
+local bit = require("bit")
+local jit = require("jit")
+
+local band, rshift = bit.band, bit.rshift
+local ffi_string, ffi_cast = ffi.string, ffi.cast
+local xpcall = xpcall
+local type, error, pcall, tostring, tonumber = type, error, pcall, tostring, tonumber
+local setmetatable, getmetatable, rawset, next = setmetatable, getmetatable, rawset, next
+local floor, huge = math.floor, math.huge
+local str_find, str_sub, str_byte, str_format = string.find, string.sub, string.byte, string.format
+local concat = table.concat
+local sethook, getinfo = debug.sethook, debug.getinfo
+local collect = collectgarbage
+
+ffi.cdef([[
+typedef struct { int32_t len; int32_t prefix; int32_t buf; int32_t off; } bp_view;
+void *memchr(const void *s, int c, size_t n);
+double strtod(const char *nptr, char **endptr);
+]])
+
+local u8p = ffi.typeof("const uint8_t *")
+local viewp = ffi.typeof("const bp_view *")
+local i32p = ffi.typeof("const int32_t *")
+local i64p = ffi.typeof("const int64_t *")
+local vi32p = ffi.typeof("volatile int32_t *")
+
+local M = {}
+
+---------------------------------------------------------------------------------------------
+-- Sandbox
+---------------------------------------------------------------------------------------------
+
+local protected = setmetatable({}, { __mode = "k" })
+
+-- Budget state, shared by the hook (below) and the sandbox's pcall wrappers.
+local ticks, max_ticks, exceeded, budget_text = 0, 0, false, ""
+
+-- A rule must not swallow a budget error: once the budget is gone, every catch re-raises.
+local function rethrow_if_exceeded(ok, ...)
+  if not ok and exceeded then
+    error((...), 0)
+  end
+  return ok, ...
+end
+
+local function readonly_error(_, key)
+  error("cannot assign '" .. tostring(key) .. "': globals and libraries are read-only", 2)
+end
+
+-- A read-only view of `source`: reads go through, writes raise, the metatable is hidden.
+local function readonly(source)
+  local proxy = setmetatable({}, { __index = source, __newindex = readonly_error, __metatable = false })
+  protected[proxy] = true
+  return proxy
+end
+
+local function copy_fields(src, names)
+  local t = {}
+  for _, name in ipairs(names) do
+    t[name] = src[name]
+  end
+  return t
+end
+
+local SAFE_STRING = {
+  "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "rep",
+  "reverse", "sub", "upper",
+}
+local SAFE_TABLE = { "concat", "insert", "maxn", "remove", "sort" }
+local SAFE_MATH = {
+  "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "cosh", "deg", "exp", "floor",
+  "fmod", "frexp", "huge", "ldexp", "log", "log10", "max", "min", "modf", "pi", "pow", "rad",
+  "sin", "sinh", "sqrt", "tan", "tanh",
+}
+local SAFE_BIT = { "band", "bnot", "bor", "bswap", "bxor", "lshift", "rol", "ror", "rshift", "arshift", "tobit", "tohex" }
+-- LuaJIT's count hook is global to the VM, so it also counts inside coroutines.
+local SAFE_COROUTINE = { "create", "resume", "running", "status", "wrap", "yield" }
+
+local sandbox_string = readonly(copy_fields(string, SAFE_STRING))
+
+-- ("").dump and getmetatable("").__index would otherwise reach the real string library.
+do
+  local mt = getmetatable("")
+  mt.__index = sandbox_string
+  mt.__metatable = false
+end
+
+local function safe_rawset(t, k, v)
+  if protected[t] then
+    error("cannot rawset on a read-only table", 2)
+  end
+  return rawset(t, k, v)
+end
+
+local function deep_copy(v)
+  if type(v) ~= "table" then
+    return v
+  end
+  local t = {}
+  for k, x in next, v do
+    t[k] = deep_copy(x)
+  end
+  return t
+end
+
+-- Builds the environment for one rules file: `modules` maps module names to
+-- {source=, chunkname=} (or {refused=reason}); returns env and the `require` cache.
+local function make_env(modules, on_load)
+  local table_lib = copy_fields(table, SAFE_TABLE)
+  table_lib.unpack = unpack
+  local base = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+    xpcall = xpcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
+    unpack = unpack, rawequal = rawequal, rawget = rawget, rawset = safe_rawset,
+    setmetatable = setmetatable, getmetatable = getmetatable, _VERSION = _VERSION,
+    string = sandbox_string,
+    table = readonly(table_lib),
+    math = readonly(copy_fields(math, SAFE_MATH)),
+    bit = readonly(copy_fields(bit, SAFE_BIT)),
+  }
+  local env = readonly(base)
+  base._G = env
+  base.pcall = function(f, ...)
+    return rethrow_if_exceeded(pcall(f, ...))
+  end
+  base.xpcall = function(f, handler, ...)
+    return rethrow_if_exceeded(xpcall(f, handler, ...))
+  end
+  local co = copy_fields(coroutine, SAFE_COROUTINE)
+  local resume = coroutine.resume
+  co.resume = function(thread, ...)
+    return rethrow_if_exceeded(resume(thread, ...))
+  end
+  base.coroutine = readonly(co)
+  local cache, loading = {}, {}
+  base.require = function(name)
+    if type(name) ~= "string" then
+      error("require: module name must be a string", 2)
+    end
+    local cached = cache[name]
+    if cached ~= nil then
+      return cached
+    end
+    if loading[name] then
+      error("require: circular require of '" .. name .. "'", 2)
+    end
+    local mod = modules[name]
+    if mod == nil then
+      error("require: module '" .. name .. "' not found (lib.NAME or rules.NAME, named by a string literal)", 2)
+    end
+    if mod.refused then
+      error("require: module '" .. name .. "' refused: " .. mod.refused, 2)
+    end
+    local fn, err = load(mod.source, mod.chunkname, "t", env)
+    if not fn then
+      error(err, 0)
+    end
+    jit.off(fn, true)
+    loading[name] = true
+    local ok, result = pcall(fn, name)
+    loading[name] = nil
+    if not ok then
+      error(result, 0)
+    end
+    if result == nil then
+      result = true
+    end
+    cache[name] = result
+    return result
+  end
+  jit.off(base.require, true)
+  return env, base.require
+end
+
+---------------------------------------------------------------------------------------------
+-- Column readers over Arrow C data exported by polars (see arrow.py)
+---------------------------------------------------------------------------------------------
+
+-- A string column: Arrow "vu" (string view) layout.
+local function view_column(desc)
+  local views = ffi_cast(viewp, desc.views) + desc.offset
+  local bufs = {}
+  for i = 1, #desc.bufs do
+    bufs[i - 1] = ffi_cast(u8p, desc.bufs[i])
+  end
+  -- returns pointer, length of row i (0-based)
+  return function(i)
+    local v = views + i
+    local len = v.len
+    if len <= 12 then
+      return ffi_cast(u8p, v) + 4, len
+    end
+    return bufs[v.buf] + v.off, len
+  end
+end
+
+local function int_column(desc)
+  return ffi_cast(i32p, desc.data) + desc.offset
+end
+
+---------------------------------------------------------------------------------------------
+-- JSON (canonical payload text) to Lua tables; JIT-compiled, trusted.
+---------------------------------------------------------------------------------------------
+
+local parse_value
+
+local function utf8_char(cp)
+  if cp < 0x80 then
+    return string.char(cp)
+  elseif cp < 0x800 then
+    return string.char(0xC0 + rshift(cp, 6), 0x80 + band(cp, 0x3F))
+  elseif cp < 0x10000 then
+    return string.char(0xE0 + rshift(cp, 12), 0x80 + band(rshift(cp, 6), 0x3F), 0x80 + band(cp, 0x3F))
+  end
+  return string.char(
+    0xF0 + rshift(cp, 18), 0x80 + band(rshift(cp, 12), 0x3F),
+    0x80 + band(rshift(cp, 6), 0x3F), 0x80 + band(cp, 0x3F)
+  )
+end
+
+local ESCAPES = { [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f", [110] = "\n", [114] = "\r", [116] = "\t" }
+
+local function hex4(p, i)
+  return tonumber(ffi_string(p + i, 4), 16)
+end
+
+-- Slow path for strings with escapes; i is just after the opening quote.
+local function parse_escaped(p, i, n)
+  local parts, np = {}, 0
+  local start = i
+  while i < n do
+    local c = p[i]
+    if c == 34 then
+      np = np + 1
+      parts[np] = ffi_string(p + start, i - start)
+      return concat(parts), i + 1
+    elseif c == 92 then
+      np = np + 1
+      parts[np] = ffi_string(p + start, i - start)
+      local esc = p[i + 1]
+      if esc == 117 then
+        local cp = hex4(p, i + 2)
+        i = i + 6
+        if cp >= 0xD800 and cp <= 0xDBFF and p[i] == 92 and p[i + 1] == 117 then
+          local lo = hex4(p, i + 2)
+          cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
+          i = i + 6
+        end
+        np = np + 1
+        parts[np] = utf8_char(cp)
+      else
+        np = np + 1
+        parts[np] = ESCAPES[esc] or ""
+        i = i + 2
+      end
+      start = i
+    else
+      i = i + 1
+    end
+  end
+  error("payload: unterminated string")
+end
+
+-- memchr and strtod do the byte scanning: byte loops in Lua would be inner loops that
+-- LuaJIT refuses to compile inside the per-event trace ("inner loop in root trace").
+local C = ffi.C
+local endptr = ffi.new("char *[1]")
+
+local function parse_string(p, i, n)
+  local q = C.memchr(p + i, 34, n - i)
+  if q == nil then
+    error("payload: unterminated string")
+  end
+  local len = ffi_cast(u8p, q) - (p + i)
+  if C.memchr(p + i, 92, len) == nil then
+    return ffi_string(p + i, len), i + len + 1
+  end
+  return parse_escaped(p, i, n)
+end
+
+local function skip_ws(p, i)
+  local c = p[i]
+  while c == 32 or c == 9 or c == 10 or c == 13 do
+    i = i + 1
+    c = p[i]
+  end
+  return i
+end
+
+-- strtod is correctly rounded, as Python's float() is; JSON numbers are always in the C locale
+local function parse_number(p, i, n)
+  local v = C.strtod(ffi_cast("const char *", p + i), endptr)
+  local stop = ffi_cast(u8p, endptr[0]) - p
+  if stop <= i then
+    error("payload: bad number")
+  end
+  return v, stop
+end
+
+local function parse_object(p, i, n)
+  local t = {}
+  i = skip_ws(p, i)
+  if p[i] == 125 then
+    return t, i + 1
+  end
+  while true do
+    i = skip_ws(p, i)
+    local key
+    key, i = parse_string(p, i + 1, n)
+    i = skip_ws(p, i) + 1 -- ':'
+    local v
+    v, i = parse_value(p, skip_ws(p, i), n)
+    if v ~= nil then
+      t[key] = v
+    end
+    i = skip_ws(p, i)
+    local c = p[i]
+    i = i + 1
+    if c == 125 then
+      return t, i
+    elseif c ~= 44 then
+      error("payload: bad object")
+    end
+  end
+end
+
+local function parse_array(p, i, n)
+  local t = {}
+  i = skip_ws(p, i)
+  if p[i] == 93 then
+    return t, i + 1
+  end
+  local k = 0
+  while true do
+    local v
+    k = k + 1
+    v, i = parse_value(p, skip_ws(p, i), n)
+    if v ~= nil then
+      t[k] = v
+    end
+    i = skip_ws(p, i)
+    local c = p[i]
+    i = i + 1
+    if c == 93 then
+      return t, i
+    elseif c ~= 44 then
+      error("payload: bad array")
+    end
+  end
+end
+
+parse_value = function(p, i, n)
+  local c = p[i]
+  if c == 34 then
+    return parse_string(p, i + 1, n)
+  elseif c == 123 then
+    return parse_object(p, i + 1, n)
+  elseif c == 91 then
+    return parse_array(p, i + 1, n)
+  elseif c == 116 then
+    return true, i + 4
+  elseif c == 102 then
+    return false, i + 5
+  elseif c == 110 then
+    return nil, i + 4
+  end
+  return parse_number(p, i, n)
+end
+
+local function parse_payload(ptr, len)
+  local v = parse_value(ptr, skip_ws(ptr, 0), len)
+  if type(v) ~= "table" then
+    return {}
+  end
+  return v
+end
+M.parse_payload = function(s)
+  return parse_payload(ffi_cast(u8p, s), #s)
+end
+
+---------------------------------------------------------------------------------------------
+-- Loading a rules file
+---------------------------------------------------------------------------------------------
+
+local function location(info)
+  if info and info.currentline and info.currentline > 0 then
+    return str_sub(info.source, 1, 1) == "@" and str_sub(info.source, 2) or info.short_src, info.currentline
+  end
+  return nil, nil
+end
+
+-- Instruction budget: a count hook every `step` VM instructions; `ticks` is reset per call.
+local function hook()
+  ticks = ticks + 1
+  if ticks > max_ticks then
+    exceeded = true
+    local file, line = location(getinfo(2, "Sl"))
+    if file then
+      error(str_format("%s:%d: instruction budget exceeded (%s)", file, line, budget_text), 0)
+    end
+    error("instruction budget exceeded (" .. budget_text .. ")", 0)
+  end
+end
+local hook_step = 1000
+
+local function set_budget(instructions)
+  hook_step = instructions >= 100000 and 1000 or math.max(1, floor(instructions / 100))
+  max_ticks = floor(instructions / hook_step)
+  budget_text = tostring(instructions) .. " instructions"
+end
+
+local function with_hook(fn, ...)
+  ticks, exceeded = 0, false
+  sethook(hook, "", hook_step)
+  local ok, res = pcall(fn, ...)
+  sethook()
+  return ok, res
+end
+jit.off(with_hook)
+
+local function message_of(err)
+  if type(err) == "string" then
+    return err
+  end
+  local ok, text = pcall(tostring, err)
+  return ok and type(text) == "string" and text or "error object of type " .. type(err)
+end
+
+-- Loads `rules_name` ("rules.X") in a fresh sandbox; returns the rules table or nil, message.
+function M.load_rules(modules, rules_name, instructions)
+  set_budget(instructions)
+  local env, require = make_env(modules)
+  local ok, rules = with_hook(require, rules_name)
+  if exceeded then
+    ok = false
+  end
+  if not ok then
+    collect("collect")
+    return nil, message_of(rules)
+  end
+  if type(rules) ~= "table" then
+    return nil, rules_name .. " must return a table keyed by event_type, got " .. type(rules)
+  end
+  for k, v in next, rules do
+    if type(k) == "string" and v ~= false and type(v) ~= "function" then
+      return nil, str_format("%s: value for '%s' must be a function or false, got %s", rules_name, k, type(v))
+    end
+  end
+  return rules, nil
+end
+
+-- event_type -> "handler" | "false", as parallel arrays sorted by name.
+function M.rule_kinds(rules)
+  local names = {}
+  for k, v in next, rules do
+    if type(k) == "string" and (v == false or type(v) == "function") then
+      names[#names + 1] = k
+    end
+  end
+  table.sort(names)
+  local kinds = {}
+  for i, k in ipairs(names) do
+    kinds[i] = rules[k] == false and "false" or "handler"
+  end
+  return names, kinds
+end
+
+---------------------------------------------------------------------------------------------
+-- Running a batch
+---------------------------------------------------------------------------------------------
+
+local CODE_MAX, MEMO_MAX, DEC_MAX = 64, 200, 1e32
+
+local function utf8_len(s)
+  local n = 0
+  for i = 1, #s do
+    local b = str_byte(s, i)
+    if b < 0x80 or b >= 0xC0 then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+local function describe(v)
+  if type(v) == "string" then
+    return str_format("%q", #v > 40 and str_sub(v, 1, 40) .. "..." or v)
+  end
+  return type(v) == "number" and tostring(v) or type(v)
+end
+
+-- A decimal string as parse_decimal() accepts it; returns nil, why when it is not >= 0 with
+-- at most 6 places.
+local function check_basis_string(s)
+  local sign, int, frac, exp = s:match("^%s*([+-]?)(%d*)%.?(%d*)([eE]?[+-]?%d*)%s*$")
+  if not sign or (int == "" and frac == "") or (exp ~= "" and not exp:match("^[eE][+-]?%d+$")) then
+    return "not a decimal"
+  end
+  if not str_find(s, "^%s*[+-]?%d+%.?%d*") and not str_find(s, "^%s*[+-]?%.%d+") then
+    return "not a decimal"
+  end
+  local e = exp ~= "" and tonumber(str_sub(exp, 2)) or 0
+  local places = #(frac:gsub("0+$", "")) - e
+  if places > 6 then
+    return "more than 6 decimal places"
+  end
+  if sign == "-" and (int .. frac):find("[1-9]") then
+    return "negative"
+  end
+  local v = tonumber(s:match("^%s*[+-]?(.-)%s*$"))
+  if not v or v >= DEC_MAX then
+    return "too large"
+  end
+  return nil
+end
+
+-- Returns a runner for one rules table. `out` collects results in Lua arrays.
+function M.new_batch(rules, spec)
+  local client_id = spec.client_id
+  local instructions = spec.instructions
+  set_budget(instructions)
+  local types = spec.types -- [code] = event_type (code 0-based)
+  local handlers = {}
+  for code, name in next, types do
+    local h = rules[name]
+    handlers[code] = type(h) == "function" and h or false
+  end
+
+  -- Per-version ctx: ctx.params hands out a fresh copy so a handler cannot change what the
+  -- next event sees.
+  local ctxs = {}
+  for v = 0, spec.n_versions do
+    local params = spec.params[v] or {}
+    ctxs[v] = setmetatable({}, {
+      __index = function(_, k)
+        if k == "params" then
+          return deep_copy(params)
+        elseif k == "client_id" then
+          return client_id
+        end
+        return nil
+      end,
+      __newindex = readonly_error,
+      __metatable = false,
+    })
+  end
+
+  -- Output: parallel arrays, reset per chunk.
+  local o_ev, o_code, o_q, o_bn, o_bs, o_memo = {}, {}, {}, {}, {}, {}
+  local n_out = 0
+  local code_ids, code_list, n_codes = {}, {}, 0
+  local str_ids, str_list, n_strs = {}, {}, 0
+  local cur = 0
+
+  local function intern(s)
+    local id = str_ids[s]
+    if not id then
+      n_strs = n_strs + 1
+      id = n_strs
+      str_ids[s] = id
+      str_list[id] = s
+    end
+    return id
+  end
+
+  local function charge(code, quantity, opts)
+    local id = code_ids[code]
+    if id == nil then
+      if type(code) ~= "string" or #code > CODE_MAX or not str_find(code, "^[A-Z][A-Z0-9_]*$") then
+        error("charge: bad code " .. describe(code) .. " (must match ^[A-Z][A-Z0-9_]{0,63}$)", 2)
+      end
+      n_codes = n_codes + 1
+      id = n_codes
+      code_ids[code] = id
+      code_list[id] = code
+    end
+    if type(quantity) ~= "number" then
+      error("charge: quantity must be a number, got " .. describe(quantity), 2)
+    end
+    if quantity ~= quantity or quantity < 0 or quantity >= DEC_MAX then
+      error("charge: quantity must be a finite number >= 0, got " .. describe(quantity), 2)
+    end
+    local bn, bs, memo_id = 0 / 0, 0, 0
+    if opts ~= nil then
+      if type(opts) ~= "table" then
+        error("charge: opts must be a table, got " .. describe(opts), 2)
+      end
+      local basis, memo = opts.basis, opts.memo
+      if basis ~= nil then
+        if type(basis) == "number" then
+          if basis ~= basis or basis < 0 or basis >= DEC_MAX then
+            error("charge: basis must be a finite number >= 0, got " .. describe(basis), 2)
+          end
+          bn = basis
+        elseif type(basis) == "string" then
+          local why = check_basis_string(basis)
+          if why then
+            error("charge: basis " .. describe(basis) .. " is " .. why .. " (a decimal >= 0 with at most 6 places)", 2)
+          end
+          bs = intern(basis)
+        else
+          error("charge: basis must be a number or a decimal string, got " .. describe(basis), 2)
+        end
+      end
+      if memo ~= nil then
+        if type(memo) ~= "string" then
+          error("charge: memo must be a string, got " .. describe(memo), 2)
+        end
+        if #memo > MEMO_MAX and utf8_len(memo) > MEMO_MAX then
+          error("charge: memo longer than 200 characters", 2)
+        end
+        memo_id = intern(memo)
+      end
+    end
+    local k = n_out + 1
+    n_out = k
+    o_ev[k] = cur
+    o_code[k] = id
+    o_q[k] = quantity
+    o_bn[k] = bn
+    o_bs[k] = bs
+    o_memo[k] = memo_id
+  end
+
+  local errors = { ev = {}, line = {}, msg = {} }
+  local n_err = 0
+  local function add_error(row, msg)
+    n_err = n_err + 1
+    errors.ev[n_err] = row
+    local _, _, line = str_find(msg, "^[^\n]-%.lua:(%d+):")
+    errors.line[n_err] = line and tonumber(line) or -1
+    errors.msg[n_err] = msg
+  end
+
+  local ids = view_column(spec.event_id)
+  local occ = view_column(spec.occurred_at)
+  local pay = view_column(spec.payload)
+  local tcode = int_column(spec.event_type)
+  local wcode = int_column(spec.warehouse_id)
+  local dcode = int_column(spec.activity_date)
+  local vcode = int_column(spec.version)
+  local rows = int_column(spec.row)
+  local warehouses, dates = spec.warehouses, spec.dates
+  local progress = ffi_cast(vi32p, spec.progress)
+
+  -- Phase 1 (JIT): build the event tables of one chunk.
+  local function build(lo, hi, evs, hs, cs, rs)
+    local m = 0
+    for i = lo, hi do
+      local h = handlers[tcode[i]]
+      if h then
+        local p, len = pay(i)
+        local payload = parse_payload(p, len)
+        local ip, il = ids(i)
+        local op, ol = occ(i)
+        m = m + 1
+        evs[m] = {
+          event_id = ffi_string(ip, il),
+          event_type = types[tcode[i]],
+          client_id = client_id,
+          warehouse_id = warehouses[wcode[i]],
+          occurred_at = ffi_string(op, ol),
+          activity_date = dates[dcode[i]],
+          payload = payload,
+        }
+        hs[m] = h
+        cs[m] = ctxs[vcode[i]]
+        rs[m] = rows[i]
+      end
+    end
+    return m
+  end
+
+  -- Errors without a position (stack overflow, out of memory) get the innermost rule frame's.
+  local function locate(err)
+    if type(err) == "string" and str_find(err, "^[^\n]-%.lua:%d+:") then
+      return err
+    end
+    for level = 2, 200 do
+      local info = getinfo(level, "Sl")
+      if not info then
+        break
+      end
+      if info.what ~= "C" and str_sub(info.source, 1, 1) == "@" and info.currentline > 0 then
+        return str_format("%s:%d: %s", str_sub(info.source, 2), info.currentline, message_of(err))
+      end
+    end
+    return err
+  end
+
+  -- Phase 2 (interpreter, hook on): call the handlers.
+  local function call_all(m, evs, hs, cs, rs)
+    sethook(hook, "", hook_step)
+    for j = 1, m do
+      local row = rs[j]
+      cur = row
+      progress[0] = row
+      local mark = n_out
+      ticks, exceeded = 0, false
+      local ok, err = xpcall(hs[j], locate, evs[j], charge, cs[j])
+      if exceeded or not ok then
+        sethook()
+        n_out = mark
+        if ok then
+          err = "instruction budget exceeded (" .. budget_text .. "), error swallowed by the handler"
+        end
+        add_error(row, message_of(err))
+        collect("collect")
+        sethook(hook, "", hook_step)
+      end
+    end
+    sethook()
+    progress[0] = -1
+  end
+  jit.off(call_all)
+
+  -- Phase 3 (JIT): pack the chunk's output arrays into binary strings.
+  local packed = { ev = {}, code = {}, q = {}, bn = {}, bs = {}, memo = {} }
+  local n_pack = 0
+  local function pack()
+    local n = n_out
+    if n == 0 then
+      return
+    end
+    local ev = ffi.new("int32_t[?]", n)
+    local code = ffi.new("int32_t[?]", n)
+    local q = ffi.new("double[?]", n)
+    local bn = ffi.new("double[?]", n)
+    local bs = ffi.new("int32_t[?]", n)
+    local memo = ffi.new("int32_t[?]", n)
+    for k = 1, n do
+      ev[k - 1] = o_ev[k]
+      code[k - 1] = o_code[k]
+      q[k - 1] = o_q[k]
+      bn[k - 1] = o_bn[k]
+      bs[k - 1] = o_bs[k]
+      memo[k - 1] = o_memo[k]
+    end
+    n_pack = n_pack + 1
+    packed.ev[n_pack] = ffi_string(ev, 4 * n)
+    packed.code[n_pack] = ffi_string(code, 4 * n)
+    packed.q[n_pack] = ffi_string(q, 8 * n)
+    packed.bn[n_pack] = ffi_string(bn, 8 * n)
+    packed.bs[n_pack] = ffi_string(bs, 4 * n)
+    packed.memo[n_pack] = ffi_string(memo, 4 * n)
+    o_ev, o_code, o_q, o_bn, o_bs, o_memo = {}, {}, {}, {}, {}, {}
+    n_out = 0
+  end
+
+  return function(lo, hi, chunk)
+    for s = lo, hi, chunk do
+      local e = math.min(hi, s + chunk - 1)
+      local evs, hs, cs, rs = {}, {}, {}, {}
+      local m = build(s, e, evs, hs, cs, rs)
+      call_all(m, evs, hs, cs, rs)
+      evs, hs, cs, rs = nil, nil, nil, nil
+      pack()
+    end
+    return {
+      packed = packed,
+      n_pack = n_pack,
+      codes = code_list,
+      strings = str_list,
+      errors = errors,
+      n_err = n_err,
+    }
+  end
+end
+
+return M

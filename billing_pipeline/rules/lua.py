@@ -1,0 +1,71 @@
+"""The LuaJIT runtime that hosts the driver and one sandboxed rules file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import lupa.luajit21 as luajit
+
+from billing_pipeline.rules.modules import Module
+
+_DRIVER = resources.files("billing_pipeline.rules").joinpath("driver.lua").read_bytes()
+
+
+def new_runtime(memory_bytes: int) -> tuple[Any, Any]:
+    """A runtime without any Python object registered in it, and the driver module.
+
+    ``encoding=None`` keeps Lua strings as bytes, so binary results come back untouched;
+    every string going in is encoded by ``to_lua``.
+    """
+    runtime = luajit.LuaRuntime(
+        register_eval=False,
+        register_builtins=False,
+        unpack_returned_tuples=True,
+        encoding=None,
+        max_memory=memory_bytes,
+    )
+    driver = runtime.execute(_DRIVER)
+    return runtime, driver
+
+
+def to_lua(runtime: Any, value: Any) -> Any:
+    """Plain data (dict/list/str/int/float/bool/None) as Lua values; nothing else goes in.
+
+    None becomes nil (a key with a None value is left out), lists become 1-based sequences.
+    """
+    if value is None or isinstance(value, bool | int | float | bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, Mapping):
+        table = {}
+        for key, item in value.items():
+            if item is None:
+                continue
+            table[to_lua(runtime, key)] = to_lua(runtime, item)
+        return runtime.table_from(table)
+    if isinstance(value, list | tuple):
+        table = {}
+        for index, item in enumerate(value, start=1):
+            if item is not None:
+                table[index] = to_lua(runtime, item)
+        return runtime.table_from(table)
+    raise TypeError(f"cannot hand a {type(value).__name__} to Lua")
+
+
+def modules_table(runtime: Any, modules: Mapping[str, Module]) -> Any:
+    entries: dict[str, dict[str, Any]] = {}
+    for name, module in modules.items():
+        if module.source is None:
+            entries[name] = {"refused": module.refused or "refused"}
+        else:
+            entries[name] = {"source": module.source, "chunkname": "@" + module.chunkname}
+    return to_lua(runtime, entries)
+
+
+def text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import datetime
+import random
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from billing_pipeline.rules import (
+    CHARGES_SCHEMA,
+    ERRORS_SCHEMA,
+    Budgets,
+    RateVersion,
+    RuleEngine,
+    RuleLoadError,
+)
+from tests.rules.conftest import engine_with, event, frame
+
+SHIPPED = Path(__file__).resolve().parents[2] / "lua"
+
+
+def test_empty_batch_has_the_exact_dtypes(lua_dir, small_budgets):
+    engine = engine_with(lua_dir, "return {}", small_budgets)
+    empty = frame([event("a", "x")]).clear()
+    result = engine.evaluate(empty, client_id="acme", rules_file="t.lua", versions=[])
+    assert result.charges.schema == pl.Schema(CHARGES_SCHEMA)
+    assert result.errors.schema == pl.Schema(ERRORS_SCHEMA)
+
+
+def test_payload_reaches_lua_as_spec_5_says(lua_dir, small_budgets):
+    # each check charges CHECK_n with quantity 1 when it holds, 0 when it does not
+    source = """
+return { t = function(e, charge)
+  local p = e.payload
+  local checks = {
+    type(p.s) == "string" and p.s == "7.40",
+    type(p.n) == "number" and p.n == 7.4,
+    p.list[1] == 1 and p.list[2] == nil and p.list[3] == "x",
+    p.null == nil,
+    p.obj.deep[2].k == true,
+    p.text == 'é "q" \\\\ \\n ☃ 😀',
+    e.occurred_at == "2026-03-02T10:00:00Z" and e.activity_date == "2026-03-02",
+    e.event_id == "a" and e.event_type == "t" and e.client_id == "acme" and e.warehouse_id == "WH1",
+  }
+  for i, ok in ipairs(checks) do charge("CHECK_" .. i, ok and 1 or 0) end
+end }
+"""
+    engine = engine_with(lua_dir, source, small_budgets)
+    payload = {
+        "s": "7.40",
+        "n": 7.4,
+        "list": [1, None, "x"],
+        "null": None,
+        "obj": {"deep": [{}, {"k": True}]},
+        "text": 'é "q" \\ \n ☃ 😀',
+    }
+    result = engine.evaluate(
+        frame([event("a", "t", payload)]), client_id="acme", rules_file="t.lua", versions=[]
+    )
+    assert result.errors.height == 0, result.errors["message"].to_list()
+    assert [str(q) for q in result.charges["quantity"]] == ["1.000000"] * 8
+
+
+def test_numbers_are_read_by_shortest_decimal_and_rounded_half_up(lua_dir, small_budgets):
+    source = """
+return { t = function(e, charge)
+  charge("A", 0.1 + 0.2)        -- 0.30000000000000004 -> 0.300000
+  charge("B", 2.0000005)        -- shortest form 2.0000005 -> half up 2.000001
+  charge("C", 1e-7)             -- 0.0000001 -> 0.000000
+  charge("D", 3, { basis = "7.4200" })
+  charge("E", 1, { basis = 1.0000005, memo = "m" })
+end }
+"""
+    engine = engine_with(lua_dir, source, small_budgets)
+    result = engine.evaluate(
+        frame([event("a", "t")]), client_id="acme", rules_file="t.lua", versions=[]
+    )
+    rows = result.charges.select("charge_code", "quantity", "basis", "memo").rows()
+    assert rows == [
+        ("A", Decimal("0.3"), None, None),
+        ("B", Decimal("2.000001"), None, None),
+        ("C", Decimal("0"), None, None),
+        ("D", Decimal("3"), Decimal("7.42"), None),
+        ("E", Decimal("1"), Decimal("1.000001"), "m"),
+    ]
+
+
+def test_version_in_effect_gives_params_and_ratecard_version(lua_dir, small_budgets):
+    source = 'return { t = function(e, charge, ctx) charge("P", ctx.params.p or 0) end }'
+    engine = engine_with(lua_dir, source, small_budgets)
+    days = [datetime.date(2025, 12, 31), datetime.date(2026, 1, 1), datetime.date(2026, 2, 15)]
+    rows = [event(f"e{i}", "t", day=d) for i, d in enumerate(days)]
+    versions = [
+        RateVersion(datetime.date(2026, 2, 1), {"p": 2}),
+        RateVersion(datetime.date(2026, 1, 1), {"p": 1}),
+    ]
+    result = engine.evaluate(frame(rows), client_id="acme", rules_file="t.lua", versions=versions)
+    assert [str(q) for q in result.charges["quantity"]] == ["0.000000", "1.000000", "2.000000"]
+    assert result.charges["ratecard_version"].to_list() == [
+        None,
+        datetime.date(2026, 1, 1),
+        datetime.date(2026, 2, 1),
+    ]
+
+
+def shipped_events(n: int) -> pl.DataFrame:
+    """The benchmark's realistic mix (benchmarks/ is not a package: load it by path)."""
+    import importlib.util
+
+    path = SHIPPED.parent / "benchmarks" / "bench_rules.py"
+    spec = importlib.util.spec_from_file_location("bench_rules", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_events(n, seed=3)
+
+
+def test_same_events_shuffled_and_split_give_identical_charges():
+    engine = RuleEngine(SHIPPED)
+    events = shipped_events(3000)
+    versions = [RateVersion(datetime.date(2026, 1, 1), {"heavy_lb": 20})]
+    whole = engine.evaluate(
+        events, client_id="acme", rules_file="heavy_parcel.lua", versions=versions
+    ).charges
+    shuffled = events.sample(fraction=1.0, shuffle=True, seed=11)
+    parts = [shuffled[:1000], shuffled[1000:1700], shuffled[1700:]]
+    pieces = pl.concat(
+        [
+            engine.evaluate(
+                p, client_id="acme", rules_file="heavy_parcel.lua", versions=versions
+            ).charges
+            for p in parts
+        ]
+    )
+    key = ["event_id", "charge_code"]
+    assert whole.height > 3000
+    assert whole.sort(key, maintain_order=True).equals(pieces.sort(key, maintain_order=True))
+
+
+def test_output_keeps_input_order_then_emission_order():
+    engine = RuleEngine(SHIPPED)
+    rows = [
+        event("z", "order.picked", {"order_id": "1", "channel": "dtc", "lines": 1, "units": 3}),
+        event("a", "order.cancelled", {"order_id": "1", "stage": "after_pick"}),
+    ]
+    result = engine.evaluate(frame(rows), client_id="acme", rules_file="default.lua", versions=[])
+    assert result.charges.select("event_id", "charge_code").rows() == [
+        ("z", "PICK_ORDER"),
+        ("z", "PICK_ADD_UNIT"),
+        ("a", "CANCEL_RESTOCK"),
+    ]
+
+
+def test_rule_kinds_of_the_shipped_rules():
+    kinds = RuleEngine(SHIPPED).rule_kinds("heavy_parcel.lua")
+    assert kinds["putaway.completed"] == "false"
+    assert kinds["inventory.adjusted"] == "false"
+    assert kinds["order.shipped"] == "handler"
+    assert len(kinds) == 11
+
+
+def test_rule_kinds_refuses_a_broken_rules_file(lua_dir, small_budgets):
+    engine = engine_with(lua_dir, "return { x = 1 }", small_budgets)
+    with pytest.raises(RuleLoadError, match="must be a function or false"):
+        engine.rule_kinds("t.lua")
+
+
+def test_fingerprint_covers_required_libraries(tmp_path):
+    lua = tmp_path / "lua"
+    shutil.copytree(SHIPPED, lua)
+    engine = RuleEngine(lua, Budgets())
+    before = engine.fingerprint("heavy_parcel.lua")
+    default_before = engine.fingerprint("default.lua")
+    assert before != default_before
+    (lua / "lib" / "util.lua").write_text((lua / "lib" / "util.lua").read_text() + "\n-- x\n")
+    assert engine.fingerprint("heavy_parcel.lua") != before
+    assert engine.fingerprint("default.lua") != default_before
+
+
+def test_rules_file_names_cannot_escape(lua_dir, small_budgets):
+    engine = engine_with(lua_dir, "return {}", small_budgets)
+    for name in ["../t.lua", "/etc/passwd", "rules/t.lua", "missing.lua"]:
+        with pytest.raises(RuleLoadError):
+            engine.fingerprint(name)
+
+
+def test_many_events_with_a_few_bad_ones_keep_the_rest():
+    rng = random.Random(5)
+    engine = RuleEngine(SHIPPED, Budgets(batch_seconds=30))
+    events = shipped_events(20000)
+    bad = set(rng.sample(range(events.height), 25))
+    # a label_cost that is not a decimal makes charge() refuse the basis
+    payloads = ['{"label_cost":"n/a"}' if i in bad else p for i, p in enumerate(events["payload"])]
+    types = ["order.shipped" if i in bad else t for i, t in enumerate(events["event_type"])]
+    events = events.with_columns(pl.Series("payload", payloads), pl.Series("event_type", types))
+    result = engine.evaluate(events, client_id="acme", rules_file="default.lua", versions=[])
+    bad_ids = {events["event_id"][i] for i in bad}
+    assert set(result.errors["event_id"]) == bad_ids
+    assert set(result.errors["line"]) == {28}  # the SHIP_LABEL charge in default.lua
+    assert not bad_ids & set(result.charges["event_id"])
+    assert result.charges.height > 20000
