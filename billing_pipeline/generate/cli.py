@@ -9,7 +9,10 @@ from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
+from billing_pipeline.config import Paths
+from billing_pipeline.generate.billed import billed_amounts
 from billing_pipeline.generate.core import GenerateError, GenerateOptions, generate
+from billing_pipeline.generate.ledger import write_ledger_reports
 
 PROG = "billing generate"
 
@@ -56,6 +59,11 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--force", action="store_true", help="replace existing DIR/landing and DIR/ratecards"
     )
+    parser.add_argument(
+        "--no-ledger",
+        action="store_true",
+        help="skip DIR/finance/ (the ledger bills the data once; benchmarks skip it)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -101,6 +109,12 @@ def main_generate(argv: Sequence[str]) -> int:
         f"quarantined {summary.expected_quarantined:,}"
     )
     print(f"took:      {summary.seconds:.1f}s ({rate:,.0f} lines/s)")
+    if not args.no_ledger:
+        progress("billing the generated data for the ledger reports")
+        lua = Paths.from_env().lua
+        billed = billed_amounts(summary.landing, summary.ratecards, lua)
+        reports = write_ledger_reports(Path(args.out) / "finance", billed, args.seed)
+        print(f"finance:   {Path(args.out) / 'finance'} ({len(reports)} ledger reports)")
     return 0
 
 

@@ -1,0 +1,187 @@
+"""The ``billing`` command (SPEC §10).
+
+Exit status: 0 success; 1 the work ran but found problems (rule errors, unpriced charges,
+reconciliation mismatches); 2 bad usage or configuration, with a one-line message on
+standard error that says what and where. Heavy imports (Dagster) happen inside the commands
+that need them, so ``billing ratecard validate`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import NoReturn
+
+DEMO_DIR = "demo"
+
+
+class _Usage(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _Usage(f"{self.prog}: {message}")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="billing", description="3PL billing pipeline on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="generate a demo month and bill it end to end")
+    demo.add_argument("--dir", type=Path, default=Path(DEMO_DIR), help="demo root (./demo)")
+    demo.add_argument("--clients", type=int, default=6)
+    demo.add_argument("--events-per-day", type=int, default=1500)
+
+    run = sub.add_parser("run", help="bill activity dates through Dagster")
+    run.add_argument("--start", type=_date, required=True)
+    run.add_argument("--end", type=_date, required=True)
+    run.add_argument("--client", action="append", dest="clients", metavar="ID")
+
+    sub.add_parser("generate", help="synthetic WMS logs, rate cards, ledgers", add_help=False)
+
+    rules = sub.add_parser("rules", help="Lua rule tools")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
+    rules_sub.add_parser("test", help="run the rule fixtures", add_help=False)
+
+    ratecard = sub.add_parser("ratecard", help="rate card tools")
+    rc_sub = ratecard.add_subparsers(dest="ratecard_command", required=True, parser_class=_Parser)
+    rc_sub.add_parser("validate", help="check rate cards (SPEC §6)", add_help=False)
+
+    ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on this project")
+    ui.add_argument("--demo", action="store_true", help="on the demo's data and instance")
+    ui.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+# Commands whose options their own module parses (so `billing X --help` is theirs).
+_PASS_THROUGH = {("generate",), ("rules", "test"), ("ratecard", "validate")}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    for prefix in _PASS_THROUGH:
+        if tuple(args_list[: len(prefix)]) == prefix:
+            return _pass_through(prefix, args_list[len(prefix) :])
+    try:
+        args = _parser().parse_args(args_list)
+    except _Usage as exc:
+        print(f"{exc} (see billing --help)", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        return _run(args.start, args.end, args.clients)
+    if args.command == "demo":
+        return _demo(args.dir, args.clients, args.events_per_day)
+    if args.command == "ui":
+        return _ui(args.demo, args.port)
+    raise AssertionError(args.command)  # pragma: no cover - argparse requires a command
+
+
+def _pass_through(prefix: tuple[str, ...], rest: list[str]) -> int:
+    if prefix == ("generate",):
+        from billing_pipeline.generate import main_generate
+
+        return main_generate(rest)
+    if prefix == ("rules", "test"):
+        from billing_pipeline.rules.fixtures import main_rules_test
+
+        return main_rules_test(rest)
+    from billing_pipeline.config import Paths
+    from billing_pipeline.ratecards import main_validate
+
+    return main_validate(rest, Paths.from_env().ratecards)
+
+
+def _ensure_dagster_home(default: Path) -> Path:
+    """SQLite instance under $DAGSTER_HOME; a new user needs no setup (SPEC §2)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _run(start: date, end: date, clients: list[str] | None) -> int:
+    home = _ensure_dagster_home(Path(".dagster_home"))
+    from billing_pipeline.runner import UsageError, format_report, run_billing
+
+    print(f"billing {start}..{end} on the Dagster instance at {home}", file=sys.stderr)
+    try:
+        report = run_billing(start, end, clients, progress=lambda m: print(m, file=sys.stderr))
+    except UsageError as exc:
+        print(f"billing run: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    return 1 if report.has_problems else 0
+
+
+def _demo_env(root: Path) -> dict[str, str]:
+    root = root.resolve()
+    return {
+        "BILLING_LANDING_DIR": str(root / "landing"),
+        "BILLING_DATA_DIR": str(root / "warehouse"),
+        "BILLING_RATECARDS_DIR": str(root / "ratecards"),
+        "BILLING_FINANCE_DIR": str(root / "finance"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+    }
+
+
+def _demo(root: Path, clients: int, events_per_day: int) -> int:
+    today = date.today()
+    last = today.replace(day=1) - timedelta(days=1)
+    first = last.replace(day=1)
+    env = _demo_env(root)
+    os.environ.update(env)
+    _ensure_dagster_home(Path(env["DAGSTER_HOME"]))
+    from billing_pipeline.generate import main_generate
+    from billing_pipeline.runner import format_report, run_billing
+
+    days = (last - first).days + 1
+    print(f"demo: generating {first:%B %Y} for {clients} clients into {root}/", file=sys.stderr)
+    generated = main_generate(
+        [
+            "--out", str(root), "--clients", str(clients), "--start", first.isoformat(),
+            "--days", str(days), "--events-per-day", str(events_per_day), "--seed", "2026",
+            "--force", "--quiet",
+        ]
+    )  # fmt: skip
+    if generated != 0:
+        return generated
+    print("demo: billing it through Dagster", file=sys.stderr)
+    report = run_billing(first, last, progress=lambda m: print(m, file=sys.stderr))
+    print(format_report(report))
+    warehouse = Path(env["BILLING_DATA_DIR"])
+    print()
+    print(f"Invoices:       {warehouse / 'invoices' / f'{first:%Y-%m}'}/<client>/invoice.html")
+    print(f"Datasets:       {warehouse}/ (activity, quarantine, manifest, charges, rule_errors)")
+    print("Dagster UI:     billing ui --demo   (then open http://127.0.0.1:3000)")
+    return 1 if report.has_problems else 0
+
+
+def _ui(demo: bool, port: int) -> int:
+    if demo:
+        os.environ.update(_demo_env(Path(DEMO_DIR)))
+    _ensure_dagster_home(Path(".dagster_home"))
+    workspace = Path("workspace.yaml")
+    if not workspace.exists():
+        print("billing ui: workspace.yaml not found: run it from the project root", file=sys.stderr)
+        return 2
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", str(workspace), "-p", str(port)]
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Charges domain: Lua rules over a client-month's activity."""

@@ -1,0 +1,147 @@
+"""The ``charges`` asset: per billing month x client, the Lua rules over that month's activity."""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    MultiToSingleDimensionPartitionMapping,
+    asset,
+)
+
+from billing_pipeline.charging import ChargesOutcome, compute_charges, write_charges
+from billing_pipeline.defs.code_versions import lua_code_version
+from billing_pipeline.defs.metadata import counts_table, md_table
+from billing_pipeline.defs.partitions import month_client_partitions, split_key
+from billing_pipeline.defs.resources import BillingSettings
+from billing_pipeline.rules import RuleEngine
+
+GROUP = "charges"
+
+
+@asset(
+    group_name=GROUP,
+    partitions_def=month_client_partitions,
+    deps=[
+        AssetDep(
+            "activity",
+            partition_mapping=MultiToSingleDimensionPartitionMapping(
+                partition_dimension_name="month"
+            ),
+        )
+    ],
+    backfill_policy=BackfillPolicy.single_run(),
+    code_version=lua_code_version(),
+    description=(
+        "Charge lines of a client-month: the client's Lua rules (SPEC §5) over its activity; "
+        "charges/month=YYYY-MM/client_id=ID/ and rule_errors/ (SPEC §4.1)."
+    ),
+    check_specs=[
+        AssetCheckSpec(
+            "ratecard_loaded",
+            asset="charges",
+            blocking=True,
+            description="The client has a rate card that loads (SPEC §6).",
+        ),
+        AssetCheckSpec(
+            "no_rule_errors",
+            asset="charges",
+            blocking=True,
+            description="No handler raised, overran a budget or called charge() badly (SPEC §5).",
+        ),
+        AssetCheckSpec(
+            "no_unpriced_charges",
+            asset="charges",
+            blocking=True,
+            description="Every charge code is priced by the rate card version governing it.",
+        ),
+    ],
+    kinds={"lua", "parquet"},
+)
+def charges(context: AssetExecutionContext, settings: BillingSettings):
+    store = settings.store()
+    cards, bad_cards = settings.ratecards()
+    engine = RuleEngine(settings.paths().lua)
+    outcomes: list[ChargesOutcome] = []
+    missing: list[str] = []
+    for key in context.partition_keys:
+        month, client_id = split_key(key)
+        card = cards.get(client_id)
+        if card is None:
+            problem = bad_cards.get(f"{client_id}.yaml") or bad_cards.get(f"{client_id}.yml")
+            missing.append(f"- {client_id} {month}: {problem or 'no rate card'}")
+            continue
+        outcome = compute_charges(store, engine, card, month)
+        write_charges(store, outcome)
+        outcomes.append(outcome)
+        context.log.info(
+            f"{client_id} {month}: {outcome.events} events, {outcome.charges.height} charges, "
+            f"{outcome.errors.height} rule errors, unpriced {outcome.unpriced or 'none'}"
+        )
+    yield from _checks(outcomes, missing)
+    yield MaterializeResult(metadata=_metadata(outcomes))
+
+
+def _checks(outcomes: list[ChargesOutcome], missing: list[str]):
+    yield AssetCheckResult(
+        check_name="ratecard_loaded",
+        passed=not missing,
+        metadata={"problems": MetadataValue.md("\n".join(missing) or "_none_")},
+    )
+    with_errors = [o for o in outcomes if o.errors.height]
+    preview = [
+        o.errors.head(5).select("event_id", "event_type", "rules_file", "line", "message")
+        for o in with_errors[:4]
+    ]
+    yield AssetCheckResult(
+        check_name="no_rule_errors",
+        passed=not with_errors,
+        metadata={
+            "client_months": MetadataValue.md(
+                "\n".join(f"- {o.client_id} {o.month}: {o.errors.height}" for o in with_errors)
+                or "_none_"
+            ),
+            "preview": md_table(preview[0]) if preview else MetadataValue.md("_none_"),
+        },
+    )
+    unpriced = [o for o in outcomes if o.unpriced]
+    yield AssetCheckResult(
+        check_name="no_unpriced_charges",
+        passed=not unpriced,
+        metadata={
+            "client_months": MetadataValue.md(
+                "\n".join(
+                    f"- {o.client_id} {o.month}: "
+                    + ", ".join(f"{c} x{n}" for c, n in o.unpriced.items())
+                    for o in unpriced
+                )
+                or "_none_"
+            )
+        },
+    )
+
+
+def _metadata(outcomes: list[ChargesOutcome]) -> dict:
+    by_code: dict[str, int] = {}
+    by_type: dict[str, int] = {}
+    for o in outcomes:
+        for code, n in o.charges_by_code().items():
+            by_code[code] = by_code.get(code, 0) + n
+        for event_type, n in o.events_by_type.items():
+            by_type[event_type] = by_type.get(event_type, 0) + n
+    metadata: dict = {
+        "client_months": len(outcomes),
+        "events": sum(o.events for o in outcomes),
+        "charges": sum(o.charges.height for o in outcomes),
+        "rule_errors": sum(o.errors.height for o in outcomes),
+        "charges_by_code": counts_table(by_code, "charge_code"),
+        "events_by_type": counts_table(by_type, "event_type"),
+    }
+    if len(outcomes) == 1:
+        metadata["rules_file"] = outcomes[0].rules_file
+        metadata["rules_sha256"] = outcomes[0].rules_sha256
+        metadata["ratecard_sha256"] = outcomes[0].ratecard_sha256
+    return metadata

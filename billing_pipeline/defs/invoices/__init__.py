@@ -1,0 +1,1 @@
+"""Invoices domain: priced draft invoices per client-month."""

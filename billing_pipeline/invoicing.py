@@ -1,0 +1,128 @@
+"""Invoice files of one client-month from its stored charges (SPEC §6.1, §7).
+
+Gated here as well as by the blocking asset checks: a client-month with rule errors or
+unpriced charges gets no invoice files at all (old ones are removed), whatever run it is
+in, so one client's problem never holds back another client's invoice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import polars as pl
+
+from billing_pipeline.charging import read_charges_state
+from billing_pipeline.invoices import ActivitySummary, render_invoice_files
+from billing_pipeline.pricing import PricedMonth, price_month
+from billing_pipeline.ratecards import RateCard
+from billing_pipeline.storage import Store, remove_tree, write_bytes
+
+INVOICE_FILES = ("invoice_lines.csv", "invoice.json", "invoice.html")
+EXAMPLES = 5
+
+
+@dataclass
+class InvoiceOutcome:
+    month: str
+    client_id: str
+    status: str  # issued | blocked | no_invoice | final_kept | no_charges_computed
+    reason: str = ""
+    total: Decimal | None = None
+    lines: int = 0
+    currency: str = ""
+
+
+def read_charges(store: Store, month: str, client_id: str) -> pl.DataFrame:
+    return pl.read_parquet(store.charges_file(month, client_id))
+
+
+def invoice_status(store: Store, month: str, client_id: str) -> str | None:
+    path = store.invoice_dir(month, client_id) / "invoice.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["status"]
+
+
+def activity_summaries(priced: PricedMonth, charges: pl.DataFrame) -> dict[int, ActivitySummary]:
+    """The events behind each line: its code's charges on the line's days."""
+    summaries = {}
+    for line in priced.lines:
+        if not line.days:
+            continue
+        rows = charges.filter(
+            (pl.col("charge_code") == line.charge_code)
+            & pl.col("activity_date").is_in(list(line.days))
+        )
+        events = rows.unique("event_id").sort("event_id")
+        types = dict(events["event_type"].value_counts().sort("event_type").iter_rows())
+        summaries[line.line_no] = ActivitySummary(
+            events=events.height,
+            event_types=types,
+            first_date=min(line.days),
+            last_date=max(line.days),
+            example_event_ids=events["event_id"].head(EXAMPLES).to_list(),
+        )
+    return summaries
+
+
+def has_invoice(charges: pl.DataFrame, priced: PricedMonth) -> bool:
+    """SPEC §7: a client-month gets an invoice when it has charges or a flat fee."""
+    return not charges.is_empty() or any(line.model == "flat" for line in priced.lines)
+
+
+def issue_invoice(store: Store, card: RateCard, month: str) -> InvoiceOutcome:
+    client_id = card.client_id
+    outcome = InvoiceOutcome(month, client_id, "no_invoice", currency=card.currency)
+    folder = store.invoice_dir(month, client_id)
+    if invoice_status(store, month, client_id) == "final":
+        outcome.status, outcome.reason = "final_kept", "finalized invoices never change"
+        return outcome
+    state = read_charges_state(store, month, client_id)
+    if state is None:
+        outcome.status = "no_charges_computed"
+        outcome.reason = f"charges for {client_id} {month} have not been materialized"
+        return outcome
+    if state["rule_errors"] or state["unpriced"]:
+        _remove_invoice(store, month, client_id)
+        outcome.status = "blocked"
+        outcome.reason = _blocked_reason(state)
+        return outcome
+    charges = read_charges(store, month, client_id)
+    priced = price_month(card, date.fromisoformat(f"{month}-01"), charges)
+    if not has_invoice(charges, priced):
+        _remove_invoice(store, month, client_id)
+        outcome.reason = "no charges and no flat fee this month"
+        return outcome
+    files = render_invoice_files(
+        card,
+        month,
+        priced,
+        status="draft",
+        fingerprints={
+            "rules": state["rules_sha256"],
+            "ratecard": card.sha256,
+            "events": state["events_sha256"],
+        },
+        activity=activity_summaries(priced, charges),
+    )
+    for name, data in files.items():
+        write_bytes(data, folder / name)
+    outcome.status, outcome.total, outcome.lines = "issued", priced.total, len(priced.lines)
+    return outcome
+
+
+def _blocked_reason(state: dict) -> str:
+    parts = []
+    if state["rule_errors"]:
+        parts.append(f"{state['rule_errors']} rule errors")
+    if state["unpriced"]:
+        codes = ", ".join(f"{code} x{n}" for code, n in sorted(state["unpriced"].items()))
+        parts.append(f"unpriced charges: {codes}")
+    return "; ".join(parts)
+
+
+def _remove_invoice(store: Store, month: str, client_id: str) -> None:
+    remove_tree(store.invoice_dir(month, client_id))
