@@ -106,9 +106,15 @@ def _pass_through(prefix: tuple[str, ...], rest: list[str]) -> int:
 
 
 def _ensure_dagster_home(default: Path) -> Path:
-    """SQLite instance under $DAGSTER_HOME; a new user needs no setup (SPEC §2)."""
+    """SQLite instance under $DAGSTER_HOME; a new user needs no setup (SPEC §2).
+
+    A home this command creates gets a dagster.yaml that only turns telemetry off (its
+    first-run banner would bury the command's own output); an existing home is left as is.
+    """
     home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    if not home.exists():
+        home.mkdir(parents=True)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -56,9 +56,7 @@ def landing_files(context: AssetExecutionContext, settings: BillingSettings):
     run_lines = int(run_files["lines"].sum())
     run_quarantined = int(run_files["quarantined"].sum())
     quarantine = _quarantine(store.root)
-    reasons = (
-        dict(quarantine["reason"].value_counts().iter_rows()) if not quarantine.is_empty() else {}
-    )
+    reasons = _counts(quarantine, "reason")
 
     failures = conservation_failures(store, manifest)
     yield AssetCheckResult(
@@ -88,6 +86,10 @@ def landing_files(context: AssetExecutionContext, settings: BillingSettings):
             "lines_read_this_run": run_lines,
             **{f"total_{k}": v for k, v in totals.items()},
             "quarantine_by_reason": counts_table(reasons, "reason"),
+            "quarantine_by_client": counts_table(_counts(quarantine, "client_id"), "client_id"),
+            "quarantine_by_event_type": counts_table(
+                _counts(quarantine, "event_type"), "event_type"
+            ),
             "quarantine_preview": md_table(
                 quarantine.filter(pl.col("source_file").is_in(result.files_refreshed)).select(
                     "source_file", "source_line", "reason", "detail", "client_id", "raw_line"
@@ -101,6 +103,13 @@ def landing_files(context: AssetExecutionContext, settings: BillingSettings):
     )
 
 
+def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    if frame.is_empty():
+        return {}
+    values = frame[column].fill_null("(unreadable)")
+    return dict(values.value_counts().iter_rows())
+
+
 def _quarantine(root) -> pl.DataFrame:
     files = sorted((root / "quarantine").glob("file_id=*/part-0.parquet"))
     if not files:
@@ -111,6 +120,7 @@ def _quarantine(root) -> pl.DataFrame:
                 "reason": pl.Utf8,
                 "detail": pl.Utf8,
                 "client_id": pl.Utf8,
+                "event_type": pl.Utf8,
                 "raw_line": pl.Utf8,
             }
         )
