@@ -1,0 +1,1 @@
+"""Reconciliation domain: month-end reports against the general ledger (SPEC §9)."""

@@ -1,0 +1,83 @@
+"""What a month's reports read: activity, charges, rule errors per client (SPEC §4.1).
+
+Kept apart from the report logic so each report is a plain function of frames, easy to test
+and to reason about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import polars as pl
+
+from billing_pipeline.charging import month_days, read_charges_state
+from billing_pipeline.ingest.activity import ACTIVITY_SCHEMA, read_activity
+from billing_pipeline.rules import CHARGES_SCHEMA, ERRORS_SCHEMA
+from billing_pipeline.storage import Store, read_parquet
+
+
+@dataclass
+class ClientMonth:
+    """One client's inputs to the month's coverage and leakage reports."""
+
+    client_id: str
+    events: pl.DataFrame  # valid events of the month
+    previous_events: pl.DataFrame  # valid events of the month before (picks before ships)
+    charges: pl.DataFrame  # the materialized charges dataset (empty when none)
+    errors: pl.DataFrame  # the materialized rule_errors dataset (empty when none)
+    charges_materialized: bool
+    state: dict | None  # charging's state file: rule error and unpriced counts
+    has_invoice: bool
+
+
+def previous_month(month: str) -> str:
+    first = date.fromisoformat(f"{month}-01")
+    return f"{first - timedelta(days=1):%Y-%m}"
+
+
+def activity_clients(store: Store, month: str) -> list[str]:
+    """Clients with at least one valid event in the month (from the partition folders)."""
+    found: set[str] = set()
+    for day in month_days(month):
+        folder = store.activity_dir(day)
+        if folder.is_dir():
+            found.update(
+                p.name.removeprefix("client_id=")
+                for p in folder.iterdir()
+                if p.is_dir() and p.name.startswith("client_id=")
+            )
+    return sorted(found)
+
+
+def month_clients(store: Store, month: str) -> list[str]:
+    """Every client with activity, charges or an invoice in the month."""
+    found = set(activity_clients(store, month))
+    charges = store.root / "charges" / f"month={month}"
+    if charges.is_dir():
+        found.update(p.name.removeprefix("client_id=") for p in charges.iterdir() if p.is_dir())
+    invoices = store.root / "invoices" / month
+    if invoices.is_dir():
+        found.update(p.name for p in invoices.iterdir() if p.is_dir())
+    return sorted(found)
+
+
+def load_client_month(store: Store, month: str, client_id: str) -> ClientMonth:
+    charges_file = store.charges_file(month, client_id)
+    return ClientMonth(
+        client_id=client_id,
+        events=_events(store, client_id, month),
+        previous_events=_events(store, client_id, previous_month(month)),
+        charges=read_parquet(charges_file, CHARGES_SCHEMA),
+        errors=read_parquet(store.rule_errors_file(month, client_id), ERRORS_SCHEMA),
+        charges_materialized=charges_file.exists(),
+        state=read_charges_state(store, month, client_id),
+        has_invoice=(store.invoice_dir(month, client_id) / "invoice_lines.csv").exists(),
+    )
+
+
+def _events(store: Store, client_id: str, month: str) -> pl.DataFrame:
+    events = read_activity(store, client_id, month_days(month))
+    if events.is_empty():
+        return pl.DataFrame(schema=ACTIVITY_SCHEMA)
+    return events

@@ -1,0 +1,176 @@
+"""Revenue leakage: work the warehouse did that may not have been billed.
+
+``leakage.csv`` columns:
+
+- ``period``: the billing month, ``YYYY-MM``;
+- ``client_id``;
+- ``kind``, one of (in this order within a client):
+  - ``billable_not_charged``: events of a type whose rule is a handler that produced no
+    charge (a handler may rightly emit nothing, e.g. a cancel before pick; the analyst
+    judges). Events with a rule error are left out: they are in ``rule_errors_summary.csv``;
+  - ``shipped_without_pick``: ``order.shipped`` events whose order (same client,
+    ``payload.order_id``) has no ``order.picked`` in this month or the previous one;
+  - ``picked_not_shipped``: orders picked this month with neither an ``order.shipped`` nor
+    an ``order.cancelled`` in this month or the previous one, as of the month's end (or
+    as of the report, for an open month);
+  - ``no_invoice``: the client has valid events this month but no invoice file;
+- ``event_type``: the events' type (empty for ``no_invoice``);
+- ``count``: events (``billable_not_charged``, ``no_invoice``) or orders (the order kinds);
+- ``examples``: up to 5 event ids, space-separated, smallest first (for the order kinds the
+  shipped / picked events);
+- ``example_orders``: up to 5 order ids for the order kinds, else empty;
+- ``detail``: why, in words (for ``no_invoice``: blocked by what, or not materialized).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from billing_pipeline.reconciliation.inputs import ClientMonth
+
+LEAKAGE_HEADER = (
+    "period",
+    "client_id",
+    "kind",
+    "event_type",
+    "count",
+    "examples",
+    "example_orders",
+    "detail",
+)
+KINDS = ("billable_not_charged", "shipped_without_pick", "picked_not_shipped", "no_invoice")
+EXAMPLES = 5
+
+
+def leakage_rows(
+    month: str, cm: ClientMonth, kinds: Mapping[str, str] | None, has_card: bool = True
+) -> list[tuple[str, ...]]:
+    """Every leakage row of one client-month, in ``KINDS`` order."""
+    rows = [*_not_charged(month, cm, kinds)]
+    rows.extend(_shipped_without_pick(month, cm))
+    rows.extend(_picked_not_shipped(month, cm))
+    rows.extend(_no_invoice(month, cm, has_card))
+    return rows
+
+
+def _ids(series: pl.Series) -> str:
+    return " ".join(sorted(series.unique().to_list())[:EXAMPLES])
+
+
+def _not_charged(
+    month: str, cm: ClientMonth, kinds: Mapping[str, str] | None
+) -> list[tuple[str, ...]]:
+    if kinds is None or cm.events.is_empty() or not cm.charges_materialized:
+        return []  # no rules to judge by, or nothing charged yet (reported as no_invoice)
+    handled = [t for t, kind in kinds.items() if kind == "handler"]
+    left = (
+        cm.events.filter(pl.col("event_type").is_in(handled))
+        .join(cm.charges.select("event_id").unique(), on="event_id", how="anti")
+        .join(cm.errors.select("event_id").drop_nulls().unique(), on="event_id", how="anti")
+    )
+    rows = []
+    for event_type in sorted(left["event_type"].unique().to_list()):
+        ids = left.filter(pl.col("event_type") == event_type)["event_id"]
+        rows.append(
+            (
+                month,
+                cm.client_id,
+                "billable_not_charged",
+                event_type,
+                str(ids.n_unique()),
+                _ids(ids),
+                "",
+                "a handler ran and emitted no charge",
+            )
+        )
+    return rows
+
+
+def _orders(events: pl.DataFrame, event_type: str) -> pl.DataFrame:
+    """(order_id, event_id) of the events of one order type."""
+    return (
+        events.filter(pl.col("event_type") == event_type)
+        .select(
+            pl.col("payload").str.json_path_match("$.order_id").alias("order_id"),
+            "event_id",
+        )
+        .drop_nulls("order_id")
+    )
+
+
+def _order_row(
+    month: str, cm: ClientMonth, kind: str, event_type: str, frame: pl.DataFrame, detail: str
+) -> tuple[str, ...]:
+    return (
+        month,
+        cm.client_id,
+        kind,
+        event_type,
+        str(frame["order_id"].n_unique()),
+        _ids(frame["event_id"]),
+        _ids(frame["order_id"]),
+        detail,
+    )
+
+
+def _shipped_without_pick(month: str, cm: ClientMonth) -> list[tuple[str, ...]]:
+    both = pl.concat([cm.previous_events, cm.events], how="vertical_relaxed")
+    picked = _orders(both, "order.picked").select("order_id").unique()
+    shipped = _orders(cm.events, "order.shipped").join(picked, on="order_id", how="anti")
+    if shipped.is_empty():
+        return []
+    detail = "no order.picked for the order this month or the previous one"
+    return [_order_row(month, cm, "shipped_without_pick", "order.shipped", shipped, detail)]
+
+
+def _picked_not_shipped(month: str, cm: ClientMonth) -> list[tuple[str, ...]]:
+    both = pl.concat([cm.previous_events, cm.events], how="vertical_relaxed")
+    closed = (
+        pl.concat([_orders(both, "order.shipped"), _orders(both, "order.cancelled")])
+        .select("order_id")
+        .unique()
+    )
+    picked = _orders(cm.events, "order.picked").join(closed, on="order_id", how="anti")
+    if picked.is_empty():
+        return []
+    detail = "picked, and neither shipped nor cancelled by the month's end"
+    return [_order_row(month, cm, "picked_not_shipped", "order.picked", picked, detail)]
+
+
+def _no_invoice(month: str, cm: ClientMonth, has_card: bool) -> list[tuple[str, ...]]:
+    if cm.events.is_empty() or cm.has_invoice:
+        return []
+    return [
+        (
+            month,
+            cm.client_id,
+            "no_invoice",
+            "",
+            str(cm.events.height),
+            "",
+            "",
+            no_invoice_reason(cm, has_card),
+        )
+    ]
+
+
+def no_invoice_reason(cm: ClientMonth, has_card: bool) -> str:
+    """Why a client-month with activity has no invoice file, in words."""
+    if not has_card:
+        return "no valid rate card"
+    state = cm.state
+    if state is None:
+        return "charges not materialized"
+    parts = []
+    if state.get("rule_errors"):
+        parts.append(f"{state['rule_errors']} rule errors")
+    if state.get("unpriced"):
+        codes = ", ".join(f"{c} x{n}" for c, n in sorted(state["unpriced"].items()))
+        parts.append(f"unpriced charges: {codes}")
+    if parts:
+        return "blocked: " + "; ".join(parts)
+    if cm.charges.is_empty():
+        return "no charges and no flat fee this month"
+    return "invoice not materialized"
