@@ -55,6 +55,10 @@ def _parser() -> _Parser:
     rules = sub.add_parser("rules", help="Lua rule tools")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
     rules_sub.add_parser("test", help="run the rule fixtures", add_help=False)
+    rules_sub.add_parser(
+        "diff", help="what the current rules and rate card would change, per code", add_help=False
+    )
+    sub.add_parser("explain", help="trace an invoice line or an event (SPEC §8)", add_help=False)
 
     ratecard = sub.add_parser("ratecard", help="rate card tools")
     rc_sub = ratecard.add_subparsers(dest="ratecard_command", required=True, parser_class=_Parser)
@@ -67,7 +71,13 @@ def _parser() -> _Parser:
 
 
 # Commands whose options their own module parses (so `billing X --help` is theirs).
-_PASS_THROUGH = {("generate",), ("rules", "test"), ("ratecard", "validate")}
+_PASS_THROUGH = {
+    ("generate",),
+    ("rules", "test"),
+    ("rules", "diff"),
+    ("explain",),
+    ("ratecard", "validate"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +109,14 @@ def _pass_through(prefix: tuple[str, ...], rest: list[str]) -> int:
         from billing_pipeline.rules.fixtures import main_rules_test
 
         return main_rules_test(rest)
+    if prefix == ("rules", "diff"):
+        from billing_pipeline.rules_diff import main_rules_diff
+
+        return main_rules_diff(rest)
+    if prefix == ("explain",):
+        from billing_pipeline.explain import main_explain
+
+        return main_explain(rest)
     from billing_pipeline.config import Paths
     from billing_pipeline.ratecards import main_validate
 
@@ -172,6 +190,7 @@ def _demo(root: Path, clients: int, events_per_day: int) -> int:
     print()
     print(f"Invoices:       {warehouse / 'invoices' / f'{first:%Y-%m}'}/<client>/invoice.html")
     print(f"Datasets:       {warehouse}/ (activity, quarantine, manifest, charges, rule_errors)")
+    print(f"Reconciliation: {warehouse / 'reconciliation' / f'{first:%Y-%m}'}/")
     print("Dagster UI:     billing ui --demo   (then open http://127.0.0.1:3000)")
     return 1 if report.has_problems else 0
 

@@ -1,12 +1,13 @@
 """``billing run``: materialize ingestion, charges and invoices through Dagster, then report.
 
 Runs go through the configured Dagster instance (``$DAGSTER_HOME``; SQLite unless its
-``dagster.yaml`` says PostgreSQL), so they show in the UI afterwards. Three runs, each a
+``dagster.yaml`` says PostgreSQL), so they show in the UI afterwards. Four runs, each a
 single run over a partition range rather than one run per partition:
 
 1. ``landing_files`` and ``activity`` for the activity dates asked for;
 2. ``charges`` for the client-months those dates touch;
-3. ``invoices`` for the same client-months.
+3. ``invoices`` for the same client-months;
+4. ``reconciliation`` of those months against the ledger reports.
 
 Invoices are a run of their own on purpose: a blocking check that fails in run 2 (one
 client's rule error) would otherwise skip every client's invoice in that run; the invoice
@@ -35,6 +36,7 @@ from billing_pipeline.defs.charges.assets import charges
 from billing_pipeline.defs.ingest.assets import activity, landing_files
 from billing_pipeline.defs.invoices.assets import invoices
 from billing_pipeline.defs.partitions import PARTITIONS_START, client_partitions, month_key
+from billing_pipeline.defs.reconciliation.assets import reconciliation
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.invoicing import invoice_status
 from billing_pipeline.ratecards import load_ratecards
@@ -85,6 +87,7 @@ class RunReport:
             any(cm.problem for cm in self.client_months)
             or bool(self.bad_ratecards)
             or not all(ok for _, _, ok, _ in self.runs)
+            or any(check.endswith(".ledger_matches") for check in self.failed_checks)
         )
 
 
@@ -162,6 +165,8 @@ def run_billing(
             tags = _month_client_range(months, client_range)
             step(f"charges {label} {months[0]}..{months[-1]}", [charges], None, tags)
             step(f"invoices {label} {months[0]}..{months[-1]}", [invoices], None, tags)
+    month_range = {RANGE_START: month_key(months[0]), RANGE_END: month_key(months[-1])}
+    step(f"reconciliation {months[0]}..{months[-1]}", [reconciliation], None, month_range)
     store = Store(paths.data)
     for month in months:
         for client_id in selected:

@@ -13,6 +13,9 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, DagsterRunStatus
 from billing_pipeline.runner import run_billing
 from tests.pipeline.conftest import DAYS, START, BillingEnv
 
+# One day either side: every activity date the generated events can fall on in the
+# clients' time zones, so the run bills exactly what the ledger booked.
+FIRST, LAST = START - timedelta(days=1), START + timedelta(days=DAYS)
 END = START + timedelta(days=DAYS - 1)
 
 
@@ -27,10 +30,10 @@ def _latest_check(instance: DagsterInstance, asset: str, check: str) -> str:
 def test_billing_run_bills_a_month_end_through_dagster(
     billing_env: BillingEnv, instance: DagsterInstance
 ) -> None:
-    report = run_billing(START, END, instance=instance, progress=lambda _: None)
+    report = run_billing(FIRST, LAST, instance=instance, progress=lambda _: None)
 
     # Every run is recorded in the instance's storage, and succeeded.
-    assert len(report.runs) == 3
+    assert len(report.runs) == 4
     for name, run_id, ok, _ in report.runs:
         assert ok, name
         assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
@@ -55,6 +58,27 @@ def test_billing_run_bills_a_month_end_through_dagster(
         lines = pl.read_csv(folder / "invoice_lines.csv", infer_schema=False)
         assert Decimal(document["total"]) == sum(Decimal(a) for a in lines["amount"])
         assert all(re.fullmatch(r"-?\d+\.\d{2}", a) for a in lines["amount"])
+
+    # Reconciliation finds exactly the differences planted in the ledgers.
+    for month, planted in billing_env.planted.items():
+        rows = pl.read_csv(
+            billing_env.data / "reconciliation" / month / "reconciliation.csv", infer_schema=False
+        )
+        off = {
+            (r["client_id"], r["gl_account"]): r["status"]
+            for r in rows.iter_rows(named=True)
+            if r["status"] != "match"
+        }
+        expected = {}
+        if planted.mismatch:
+            expected[planted.mismatch] = "mismatch"
+        if planted.missing:
+            expected[planted.missing] = "missing_in_ledger"
+        if planted.extra:
+            expected[planted.extra] = "missing_in_billing"
+        assert off == expected, month
+    assert _latest_check(instance, "reconciliation", "ledger_matches") == "FAILED"
+    assert report.has_problems  # SPEC §10: a reconciliation mismatch is exit status 1
 
     # The charges of a client-month come from exactly the activity of its days.
     for cm in report.client_months:
