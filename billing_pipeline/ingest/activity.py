@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -53,45 +54,96 @@ def build_activity(store: Store, day: date, timezones: Mapping[str, str]) -> Act
     candidates = manifest.filter(
         pl.col("utc_dates").list.eval(pl.element().is_in(window)).list.any()
     )
-    parts = []
+    lo, hi = _utc_span(day, timezones)
+    local = _local_date_expr(timezones)
+    statuses: dict[str, pl.DataFrame] = {}
+    per_client: dict[str, int] = {}
     for fid in candidates["file_id"]:
         status = read_parquet(store.status_file(fid), STATUS_SCHEMA).filter(
             (pl.col("status") == "valid") & pl.col("client_id").is_in(list(timezones))
         )
         if status.is_empty():
             continue
-        lines = (
-            pl.scan_parquet(store.lines_file(fid))
-            .filter(pl.col("occurred_at").dt.date().is_in(window))
-            .join(status.lazy().select("source_line"), on="source_line", how="semi")
-            .collect()
-        )
-        parts.append(lines)
-        result.files_read += 1
-    events = (
-        pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame(schema=ACTIVITY_SCHEMA)
-    )
-    written = set()
-    for client_id in sorted(set(events["client_id"].unique().to_list()) if parts else set()):
-        zone = timezones[client_id]
-        rows = (
-            events.filter(pl.col("client_id") == client_id)
-            .with_columns(
-                pl.col("occurred_at").dt.convert_time_zone(zone).dt.date().alias("activity_date")
+        statuses[fid] = status.select("source_line", "client_id")
+        for client_id, count in status["client_id"].value_counts().iter_rows():
+            per_client[client_id] = per_client.get(client_id, 0) + count
+    written: set[str] = set()
+    files_read: set[str] = set()
+    # A day of a large warehouse does not fit in memory at once: clients are built in groups
+    # of at most GROUP_ROWS candidate events, each group one pass over the candidate files.
+    for group in _client_groups(per_client):
+        by_client: dict[str, list[pl.DataFrame]] = {}
+        for fid, status in statuses.items():
+            wanted = status.filter(pl.col("client_id").is_in(group))
+            if wanted.is_empty():
+                continue
+            # The UTC span of the local day in every known zone: row-group statistics skip
+            # the parts of a file (often the whole file) that cannot hold events of the day.
+            lines = (
+                pl.scan_parquet(store.lines_file(fid))
+                .filter(pl.col("occurred_at").is_between(lo, hi, closed="left"))
+                .join(wanted.lazy().select("source_line"), on="source_line", how="semi")
+                .with_columns(local.alias("activity_date"))
+                .filter(pl.col("activity_date") == day)
+                .select(list(ACTIVITY_SCHEMA))
+                .collect()
             )
-            .filter(pl.col("activity_date") == day)
-            .select(list(ACTIVITY_SCHEMA))
-            .sort("source_file", "source_line")
-        )
-        if rows.is_empty():
-            continue
-        write_parquet(rows, store.activity_file(day, client_id))
-        written.add(client_id)
-        result.events_by_client[client_id] = rows.height
-        for event_type, count in rows["event_type"].value_counts().iter_rows():
-            result.events_by_type[event_type] = result.events_by_type.get(event_type, 0) + count
+            if lines.is_empty():
+                continue
+            files_read.add(fid)
+            for (client_id,), part in lines.partition_by("client_id", as_dict=True).items():
+                by_client.setdefault(client_id, []).append(part)
+        for client_id in sorted(by_client):
+            rows = pl.concat(by_client.pop(client_id), how="vertical_relaxed").sort(
+                "source_file", "source_line"
+            )
+            write_parquet(rows, store.activity_file(day, client_id))
+            written.add(client_id)
+            result.events_by_client[client_id] = rows.height
+            for event_type, count in rows["event_type"].value_counts().iter_rows():
+                result.events_by_type[event_type] = result.events_by_type.get(event_type, 0) + count
+    result.files_read = len(files_read)
     _remove_stale_clients(store, day, written)
     return result
+
+
+GROUP_ROWS = 1_000_000
+
+
+def _client_groups(per_client: Mapping[str, int]) -> list[list[str]]:
+    """Clients in sorted order, cut into groups of at most GROUP_ROWS candidate events."""
+    groups: list[list[str]] = []
+    size = 0
+    for client_id in sorted(per_client):
+        if not groups or (size + per_client[client_id] > GROUP_ROWS and groups[-1]):
+            groups.append([])
+            size = 0
+        groups[-1].append(client_id)
+        size += per_client[client_id]
+    return groups
+
+
+def _utc_span(day: date, timezones: Mapping[str, str]) -> tuple[datetime, datetime]:
+    """UTC instants [lo, hi) between which the local date is ``day`` in some known zone."""
+    zones = set(timezones.values()) or {"UTC"}
+    starts, ends = [], []
+    for zone in zones:
+        tz = ZoneInfo(zone)
+        starts.append(datetime.combine(day, time(), tz).astimezone(UTC))
+        ends.append(datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC))
+    return min(starts), max(ends)
+
+
+def _local_date_expr(timezones: Mapping[str, str]) -> pl.Expr:
+    """Each row's date in its client's zone (clients grouped by zone: one conversion each)."""
+    by_zone: dict[str, list[str]] = {}
+    for client_id, zone in sorted(timezones.items()):
+        by_zone.setdefault(zone, []).append(client_id)
+    expr = pl.lit(None, pl.Date)
+    for zone, clients in sorted(by_zone.items()):
+        local = pl.col("occurred_at").dt.convert_time_zone(zone).dt.date()
+        expr = pl.when(pl.col("client_id").is_in(clients)).then(local).otherwise(expr)
+    return expr
 
 
 def _remove_stale_clients(store: Store, day: date, written: set[str]) -> None:

@@ -16,7 +16,7 @@ knows which partitions to re-materialize.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,9 +25,10 @@ import polars as pl
 
 from billing_pipeline.ingest.classify import REGISTER_SCHEMA, classify_client, load_register
 from billing_pipeline.ingest.reading import file_sha256, list_landing_files
-from billing_pipeline.ingest.validation import parse_file
+from billing_pipeline.ingest.validation import parse_files
 from billing_pipeline.storage import (
     Store,
+    atomic_path,
     file_id,
     read_parquet,
     remove_tree,
@@ -66,6 +67,11 @@ QUARANTINE_SCHEMA = {
     "activity_date": pl.Date,
 }
 CLIENTS_SCHEMA = {"client_id": pl.Utf8, "timezone": pl.Utf8}
+# Files are parsed and validated in batches of about this much text (gzip counted as
+# GZ_RATIO times its size): big enough that validation's fixed costs vanish, small enough
+# that a batch's Python objects stay well under the memory budget.
+BATCH_BYTES = 48 * 1024 * 1024
+GZ_RATIO = 5
 # File-level problems (reading.py) a manifest row names, beyond the per-line reasons.
 FILE_PROBLEMS = ("unreadable_file", "invalid_encoding", "line_too_long")
 
@@ -95,20 +101,25 @@ def ingest_landing(
 
     new_rows: list[pl.DataFrame] = []
     parsed: dict[str, tuple[int, str | None]] = {}  # file_id -> (blank lines, problem)
+    todo = []
     for path in paths:
         source = path.relative_to(landing_dir).as_posix()
         sha = file_sha256(path)
         if known_sha.get(source) == sha:
             continue
-        fid = file_id(source)
-        lines, blank = parse_file(path, source)
-        write_parquet(lines, store.lines_file(fid))
-        problems = lines.filter(pl.col("reason").is_in(FILE_PROBLEMS))["reason"].unique().sort()
-        parsed[fid] = (blank, ", ".join(problems) or None)
-        known_sha[source] = sha
-        result.files_parsed.append(source)
-        new_rows.append(_register_rows(lines, fid))
-        log(f"parsed {source}: {lines.height} lines")
+        todo.append((path, source, sha))
+    for batch in _batches(todo):
+        results = parse_files([(path, source) for path, source, _ in batch])
+        for (_, source, sha), (lines, blank) in zip(batch, results, strict=True):
+            fid = file_id(source)
+            write_staging(lines, store.lines_file(fid))
+            problems = lines.filter(pl.col("reason").is_in(FILE_PROBLEMS))["reason"].unique().sort()
+            parsed[fid] = (blank, ", ".join(problems) or None)
+            known_sha[source] = sha
+            result.files_parsed.append(source)
+            new_rows.append(_register_rows(lines, fid))
+            log(f"parsed {source}: {lines.height} lines")
+        del results
     fresh = (
         pl.concat(new_rows, how="vertical_relaxed")
         if new_rows
@@ -178,6 +189,21 @@ def ingest_landing(
     )
     write_parquet(result.manifest, store.manifest_file())
     return result
+
+
+def _batches(todo: list[tuple[Path, str, str]]) -> Iterator[list[tuple[Path, str, str]]]:
+    """Files in path order, grouped so that one batch holds about BATCH_BYTES of text."""
+    batch: list[tuple[Path, str, str]] = []
+    size = 0
+    for item in todo:
+        path = item[0]
+        size += path.stat().st_size * (GZ_RATIO if path.name.endswith(".gz") else 1)
+        batch.append(item)
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _register_rows(lines: pl.DataFrame, fid: str) -> pl.DataFrame:
@@ -311,6 +337,14 @@ def _local_date(timezones: Mapping[str, str]) -> pl.Expr:
         local = pl.col("occurred_at").dt.convert_time_zone(zone).dt.date()
         expr = pl.when(pl.col("client_id") == client_id).then(local).otherwise(expr)
     return expr
+
+
+def write_staging(frame: pl.DataFrame, target: Path) -> None:
+    """Internal staging files: written atomically like the datasets, compressed cheaply
+    (lz4 writes several times faster than zstd; these files are read back within the run
+    and by the daily partitions, never by users)."""
+    with atomic_path(target) as tmp:
+        frame.write_parquet(tmp, compression="lz4", statistics=True)
 
 
 def dates_around(days: set[date]) -> set[date]:

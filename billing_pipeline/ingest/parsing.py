@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from operator import attrgetter
+
+import msgspec
+from msgspec import UNSET
 
 from billing_pipeline.catalog import CATALOG, ENVELOPE_FIELDS, Field
 from billing_pipeline.decimals import DecimalError, parse_decimal
@@ -21,6 +25,7 @@ from billing_pipeline.ingest import fastpath
 # the order of the SPEC table, then schema_version, then payload fields in catalog order.
 ENVELOPE_ORDER = {name: i for i, name in enumerate((*ENVELOPE_FIELDS, "schema_version"))}
 PAYLOAD_BASE = len(ENVELOPE_ORDER)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class _InvalidConstant(ValueError):
@@ -31,8 +36,12 @@ def _reject_constant(name: str) -> float:
     raise _InvalidConstant(f"{name} is not valid JSON")
 
 
-def _canonical(value: object) -> str:
-    return fastpath.canonical_payload(json.dumps(value).encode())
+def _canonical(value: object) -> str | None:
+    """The canonical text, or None for a number the canonical form cannot hold (> 64 bits)."""
+    try:
+        return fastpath.canonical_payload(json.dumps(value).encode())
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,14 @@ _ENVELOPE_COLUMNS = (
 
 
 @dataclass
+class TypedRows:
+    """Typed payload values of one event type, column-wise, for its Pandera schema."""
+
+    rows: list[int] = field(default_factory=list)  # row numbers in the batch (``Columns``)
+    values: dict[str, list[object]] = field(default_factory=dict)  # field -> one per row
+
+
+@dataclass
 class Columns:
     """Column lists for a batch of lines; one entry per line in every list."""
 
@@ -68,10 +85,20 @@ class Columns:
     warehouse_id: list[str | None] = field(default_factory=list)
     schema_version: list[int | None] = field(default_factory=list)
     payload: list[str | None] = field(default_factory=list)
-    # Typed payload values for the per-type Pandera schemas: (row, {field: value}) per type.
-    typed_payloads: dict[str, list[tuple[int, dict[str, object]]]] = field(default_factory=dict)
+    # Typed payload values for the per-type Pandera schemas. Decimal fields hold the JSON
+    # value as given (string or number) for fast-path rows, an exact Decimal for slow ones;
+    # a materials field holds the item count.
+    typed_payloads: dict[str, TypedRows] = field(default_factory=dict)
     # Failures only JSON could show (missing fields, wrong JSON types), kept per row.
     failures: dict[int, Failure] = field(default_factory=dict)
+
+    def typed(self, event_type: str) -> TypedRows:
+        found = self.typed_payloads.get(event_type)
+        if found is None:
+            specs = CATALOG[event_type]
+            found = TypedRows(values={spec.name: [] for spec in specs})
+            self.typed_payloads[event_type] = found
+        return found
 
     def __len__(self) -> int:
         return len(self.source_line)
@@ -98,7 +125,8 @@ def _typed(spec: Field, value: object) -> tuple[object, str | None]:
     if spec.kind in ("str", "enum"):
         return (value, None) if isinstance(value, str) else (None, spec.rule())
     if spec.kind == "int":
-        return (value, None) if _is_int(value) else (None, spec.rule())
+        ok = _is_int(value) and _INT64_MIN <= value <= _INT64_MAX
+        return (value, None) if ok else (None, spec.rule())
     if spec.kind == "dec":
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             return None, spec.rule()
@@ -131,30 +159,65 @@ def parse_texts(cols: Columns, numbers: list[int], texts: list[str]) -> None:
 
     Rows are appended fast ones first; callers sort by ``source_line`` at the end.
     """
-    decoded = [fastpath.decode(text) for text in texts]
-    slow = [i for i, result in enumerate(decoded) if result is None]
-    fast = [result for result in decoded if result is not None]
+    candidates = [i for i, text in enumerate(texts) if text[0] == "{" and text[-1] == "}"]
+    events = fastpath.decode_many([texts[i] for i in candidates])
+    keep = [i for i, event in zip(candidates, events, strict=True) if event is not None]
+    fast = [event for event in events if event is not None]
+    if len(keep) < len(texts):
+        kept = set(keep)
+        slow = [i for i in range(len(texts)) if i not in kept]
+    else:
+        slow = []
     if fast:
-        base = len(cols)
-        keep = [i for i, result in enumerate(decoded) if result is not None]
-        cols.source_line.extend(numbers[i] for i in keep)
-        cols.raw_line.extend(texts[i] for i in keep)
-        cols.reason.extend([None] * len(fast))
-        cols.detail.extend([None] * len(fast))
-        cols.event_id.extend(r[0].event_id for r in fast)
-        cols.event_type.extend(r[0].event_type for r in fast)
-        cols.occurred_at_raw.extend(r[0].occurred_at for r in fast)
-        cols.client_id.extend(r[0].client_id for r in fast)
-        cols.warehouse_id.extend(r[0].warehouse_id for r in fast)
-        cols.schema_version.extend(r[0].schema_version for r in fast)
-        cols.payload.extend(r[2] for r in fast)
-        for offset, (envelope, typed, _) in enumerate(fast):
-            if typed is not None:
-                cols.typed_payloads.setdefault(envelope.event_type, []).append(
-                    (base + offset, typed)
-                )
+        _add_fast(cols, [numbers[i] for i in keep], [texts[i] for i in keep], fast)
     for i in slow:
         _parse_slowly(cols, numbers[i], texts[i])
+
+
+_EVENT_ID, _OCCURRED_AT, _CLIENT_ID, _WAREHOUSE_ID, _SCHEMA_VERSION, _PAYLOAD = (
+    attrgetter(name)
+    for name in (
+        "event_id",
+        "occurred_at",
+        "client_id",
+        "warehouse_id",
+        "schema_version",
+        "payload",
+    )
+)
+
+
+def _add_fast(cols: Columns, numbers: list[int], texts: list[str], events: list) -> None:
+    base = len(cols)
+    count = len(events)
+    cols.source_line.extend(numbers)
+    cols.raw_line.extend(texts)
+    cols.reason.extend([None] * count)
+    cols.detail.extend([None] * count)
+    types = fastpath.EVENT_TYPE_OF
+    cols.event_id.extend(map(_EVENT_ID, events))
+    cols.event_type.extend([types[e.__class__] for e in events])
+    cols.occurred_at_raw.extend(map(_OCCURRED_AT, events))
+    cols.client_id.extend(map(_CLIENT_ID, events))
+    cols.warehouse_id.extend(map(_WAREHOUSE_ID, events))
+    cols.schema_version.extend(map(_SCHEMA_VERSION, events))
+    payloads = list(map(_PAYLOAD, events))
+    cols.payload.extend(fastpath.canonical_payloads(payloads))
+    groups: dict[type, list[int]] = {}
+    for offset, payload in enumerate(payloads):
+        groups.setdefault(payload.__class__, []).append(offset)
+    for offsets in groups.values():
+        event_type = types[events[offsets[0]].__class__]
+        typed = cols.typed(event_type)
+        typed.rows.extend([base + o for o in offsets])
+        group = [payloads[o] for o in offsets]
+        for spec in CATALOG[event_type]:
+            values = list(map(attrgetter(spec.name), group))
+            if not spec.required:
+                values = [None if v is UNSET else v for v in values]
+            if spec.kind == "materials":
+                values = [len(v) for v in values]
+            typed.values[spec.name].extend(values)
 
 
 def _parse_slowly(cols: Columns, number: int, text: str) -> None:
@@ -192,7 +255,7 @@ def _parse_slowly(cols: Columns, number: int, text: str) -> None:
     cols.warehouse_id.append(envelope_str("warehouse_id"))
 
     version = obj.get("schema_version", 1)
-    if not _is_int(version):
+    if not _is_int(version) or not _INT64_MIN <= version <= _INT64_MAX:
         failures.append(
             Failure(ENVELOPE_ORDER["schema_version"], "invalid_field", "schema_version: an integer")
         )
@@ -208,7 +271,9 @@ def _parse_slowly(cols: Columns, number: int, text: str) -> None:
         cols.payload.append(None)
     else:
         finite = all(math.isfinite(v) for v in _floats(payload))
-        cols.payload.append(_canonical(payload) if finite else None)
+        canonical = _canonical(payload) if finite else None
+        finite = canonical is not None
+        cols.payload.append(canonical)
         specs = CATALOG.get(event_type) if event_type is not None else None
         if specs is not None:
             failures.extend(_payload_failures(cols, row, event_type, specs, payload))
@@ -239,7 +304,10 @@ def _payload_failures(
         if broken is not None:
             failures.append(Failure(order, "invalid_field", f"payload.{spec.name}: {broken}"))
         typed[spec.name] = typed_value
-    cols.typed_payloads.setdefault(event_type, []).append((row, typed))
+    rows = cols.typed(event_type)
+    rows.rows.append(row)
+    for name, value in typed.items():
+        rows.values[name].append(value)
     return failures
 
 

@@ -8,7 +8,7 @@ never recomputed for an unchanged file. Reasons that depend on anything else (ra
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +26,7 @@ from billing_pipeline.ingest.parsing import (
 )
 from billing_pipeline.ingest.reading import Line, read_lines
 from billing_pipeline.ingest.schemas import (
+    DECIMAL_DTYPE,
     ENVELOPE_RULES,
     PAYLOAD_MODELS,
     Envelope,
@@ -65,40 +66,83 @@ def _envelope_failures(frame: pl.DataFrame) -> dict[int, Failure]:
 
 def _payload_failures(cols: Columns) -> dict[int, Failure]:
     failures: dict[int, Failure] = {}
-    for event_type, rows in cols.typed_payloads.items():
+    for event_type, typed in cols.typed_payloads.items():
         specs = CATALOG[event_type]
         order = {spec.name: (PAYLOAD_BASE + i, spec) for i, spec in enumerate(specs)}
-        columns: dict[str, list[object]] = {}
+        rows = typed.rows
+        columns: dict[str, object] = {}
         for position, spec in enumerate(specs, start=PAYLOAD_BASE):
-            values = [values[spec.name] for _, values in rows]
+            values = typed.values[spec.name]
             if spec.kind == "dec":
-                values = [
-                    _exact(value, spec, failures, rows[i][0], position)
-                    for i, value in enumerate(values)
-                ]
-            elif spec.kind == "materials":
-                values = [len(value) if isinstance(value, list) else value for value in values]
-            columns[spec.name] = values
+                columns[spec.name] = _decimals(values, spec, failures, rows, position)
+            else:
+                columns[spec.name] = values
         frame = payload_frame(event_type, columns)
         for index, column in failing_rows(PAYLOAD_MODELS[event_type], frame).iter_rows():
             position, spec = order[column]
             failure = Failure(position, "invalid_field", f"payload.{column}: {spec.rule()}")
-            _keep_first(failures, rows[index][0], failure)
+            _keep_first(failures, rows[index], failure)
     return failures
+
+
+_PLAIN_DECIMAL = r"^[0-9]{1,20}(\.[0-9]{1,6})?$"
+
+
+def _decimals(
+    values: list[object],
+    spec: Field,
+    failures: dict[int, Failure],
+    rows: list[int],
+    position: int,
+) -> pl.Series:
+    """A decimal field as exact decimals: plain text in bulk, anything else one by one.
+
+    Numbers are read by their shortest representation (``repr``, as ``parse_decimal``
+    does); text the plain pattern does not cover (``1e3``, ``-0.5``, `` 7.42``, too many
+    places) goes through ``parse_decimal``, whose refusal becomes the row's failure.
+    Slow-path rows hold exact Decimals already; they take the one-by-one way too.
+    """
+    texts = [v if v.__class__ is str else _number_text(v) for v in values]
+    series = pl.Series(spec.name, texts, dtype=pl.Utf8)
+    plain = series.str.contains(_PLAIN_DECIMAL).fill_null(False)
+    result = series.zip_with(plain, pl.Series([None], dtype=pl.Utf8)).str.to_decimal(
+        scale=DECIMAL_DTYPE.scale
+    )
+    result = result.cast(DECIMAL_DTYPE)
+    others = [i for i in (~plain).arg_true().to_list() if values[i] is not None]
+    if not others:
+        return result
+    exact = [_exact(values[i], spec, failures, rows[i], position) for i in others]
+    return result.scatter(others, pl.Series(exact, dtype=DECIMAL_DTYPE, strict=False))
+
+
+_DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_DTYPE.precision - DECIMAL_DTYPE.scale)
+
+
+def _number_text(value: object) -> str | None:
+    """Shortest text of a JSON number (``repr``); None for what is not a plain number."""
+    if value.__class__ is float or value.__class__ is int:
+        return repr(value)
+    return None
 
 
 def _exact(
     value: object, spec: Field, failures: dict[int, Failure], row: int, position: int
 ) -> Decimal | None:
     """A decimal field as an exact Decimal; a refused value becomes this row's failure."""
-    if value is None or isinstance(value, Decimal):
-        return value
+    if value is None:
+        return None
     try:
-        return parse_decimal(value)
+        number = value if isinstance(value, Decimal) else parse_decimal(value)
     except DecimalError as exc:
         detail = f"payload.{spec.name}: {spec.rule()}: {exc}"
         _keep_first(failures, row, Failure(position, "invalid_field", detail))
         return None
+    if abs(number) >= _DECIMAL_LIMIT:  # beyond what the Decimal(38, 6) column holds
+        detail = f"payload.{spec.name}: {spec.rule()}: out of range"
+        _keep_first(failures, row, Failure(position, "invalid_field", detail))
+        return None
+    return number
 
 
 def _keep_first(failures: dict[int, Failure], row: int, failure: Failure) -> None:
@@ -126,26 +170,54 @@ def gc_paused() -> Iterator[None]:
 
 def parse_file(path: Path, source_file: str) -> tuple[pl.DataFrame, int]:
     """Every non-blank line of the file with its parse-level reason; also the blank-line count."""
+    return parse_files([(path, source_file)])[0]
+
+
+def parse_files(files: Sequence[tuple[Path, str]]) -> list[tuple[pl.DataFrame, int]]:
+    """``parse_file`` for several files at once: one Pandera validation for all their lines.
+
+    Validation has a fixed cost per call (a few milliseconds per schema); landing files are
+    many and small, so they are validated together and split apart afterwards.
+    """
     cols = Columns()
-    blank = 0
+    bounds: list[tuple[int, int]] = []
+    blanks: list[int] = []
     with gc_paused():
-        for item in read_lines(path):
-            if isinstance(item, Line):
-                cols.add_unparsed(item.number, item.text, item.problem or "", item.detail)
-                continue
-            keep = [i for i, text in enumerate(item.texts) if text and not text.isspace()]
-            blank += len(item.texts) - len(keep)
-            if len(keep) == len(item.texts):
-                numbers = list(range(item.first, item.first + len(keep)))
-                texts = item.texts
-            else:
-                numbers = [item.first + i for i in keep]
-                texts = [item.texts[i] for i in keep]
-            parse_texts(cols, numbers, texts)
-    return _finish(cols, source_file), blank
+        for path, _ in files:
+            start = len(cols)
+            blanks.append(_read_into(cols, path))
+            bounds.append((start, len(cols)))
+        frame = _finish(cols)
+    results = []
+    for (path, source_file), (start, end), blank in zip(files, bounds, blanks, strict=True):
+        part = frame.slice(start, end - start).with_columns(
+            pl.lit(source_file, pl.Utf8).alias("source_file")
+        )
+        results.append((part.select(list(PARSED_SCHEMA)).sort("source_line"), blank))
+        del path
+    return results
 
 
-def _finish(cols: Columns, source_file: str) -> pl.DataFrame:
+def _read_into(cols: Columns, path: Path) -> int:
+    """Append the file's non-blank lines to the batch; the number of blank lines."""
+    blank = 0
+    for item in read_lines(path):
+        if isinstance(item, Line):
+            cols.add_unparsed(item.number, item.text, item.problem or "", item.detail)
+            continue
+        keep = [i for i, text in enumerate(item.texts) if text and not text.isspace()]
+        blank += len(item.texts) - len(keep)
+        if len(keep) == len(item.texts):
+            numbers = list(range(item.first, item.first + len(keep)))
+            texts = item.texts
+        else:
+            numbers = [item.first + i for i in keep]
+            texts = [item.texts[i] for i in keep]
+        parse_texts(cols, numbers, texts)
+    return blank
+
+
+def _finish(cols: Columns) -> pl.DataFrame:
     frame = pl.DataFrame(
         {
             "source_line": cols.source_line,
@@ -179,15 +251,11 @@ def _finish(cols: Columns, source_file: str) -> pl.DataFrame:
         )
         frame = (
             frame.with_row_index("row")
-            .join(marks, on="row", how="left")
+            .join(marks, on="row", how="left", maintain_order="left")
             .with_columns(
                 pl.coalesce("reason", "f_reason").alias("reason"),
                 pl.coalesce("detail", "f_detail").alias("detail"),
             )
             .drop("row", "f_reason", "f_detail")
         )
-    frame = frame.with_columns(
-        pl.lit(source_file, pl.Utf8).alias("source_file"),
-        parse_timestamps(pl.col("occurred_at_raw")).alias("occurred_at"),
-    )
-    return frame.select(list(PARSED_SCHEMA)).sort("source_line")
+    return frame.with_columns(parse_timestamps(pl.col("occurred_at_raw")).alias("occurred_at"))
