@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import ctypes
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from billing_pipeline.rules.model import (
 )
 from billing_pipeline.rules.modules import Module
 
-CHUNK = 8192  # events per Lua-side chunk: bounds the Lua memory held by event tables
 _EPOCH = datetime.date(1970, 1, 1)
 
 
@@ -137,31 +137,33 @@ def run_in_lua(
             },
         )
         run = driver.new_batch(rules, spec)
-        result = run(0, frame.height - 1, CHUNK)
+        result = run(0, frame.height - 1)
     finally:
         for column in exported.values():
             column.close()
-    packed = result[b"packed"]
-    n_pack = result[b"n_pack"]
+    n_out = int(result[b"n_out"])
     errors = result[b"errors"]
     n_err = result[b"n_err"]
+    out = result[b"out"]
 
-    def joined(name: bytes) -> bytes:
-        return b"".join(_seq(packed[name], n_pack))
+    def copied(name: bytes, size: int) -> bytes:
+        return ctypes.string_at(int(out[name]), size * n_out) if n_out else b""
 
-    return RawResult(
-        ev=joined(b"ev"),
-        code=joined(b"code"),
-        q=joined(b"q"),
-        bn=joined(b"bn"),
-        bs=joined(b"bs"),
-        memo=joined(b"memo"),
+    raw = RawResult(
+        ev=copied(b"ev", 4),
+        code=copied(b"code", 4),
+        q=copied(b"q", 8),
+        bn=copied(b"bn", 8),
+        bs=copied(b"bs", 4),
+        memo=copied(b"memo", 4),
         codes=[text(c) for c in _seq(result[b"codes"])],
         strings=[text(s) for s in _seq(result[b"strings"])],
         err_rows=[int(r) for r in _seq(errors[b"ev"], n_err)],
         err_lines=[int(r) for r in _seq(errors[b"line"], n_err)],
         err_messages=[text(m) for m in _seq(errors[b"msg"], n_err)],
     )
+    driver.free_output(result)
+    return raw
 
 
 def _ints(data: bytes) -> pl.Series:

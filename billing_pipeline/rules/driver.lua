@@ -1,10 +1,11 @@
 -- Trusted side of the charge engine (runs in LuaJIT with the JIT on).
 --
--- Rule code never sees anything defined here except `charge`, `ctx`, the event tables and the
--- sandbox environment built by `make_env`. This file uses `ffi`, `debug` and `jit`; rule code
--- cannot reach them: it is loaded with `load(src, name, "t", env)` where env only holds
--- whitelisted, read-only copies, and every rule function is compiled with the JIT off so the
--- instruction-count hook fires inside it.
+-- Rule code never sees anything defined here except `charge`, `ctx`, the event tables, the
+-- budget counter `__tick` and the sandbox environment built by `make_env`. This file uses
+-- `ffi`, `debug` and `jit`; rule code cannot reach them: it is loaded with
+-- `load(src, name, "t", env)` where env only holds whitelisted, read-only copies. Rule code
+-- runs JIT-compiled like the rest; its source was instrumented (instrument.py) with calls of
+-- `__tick` at every loop body, function entry and goto, which is what enforces the budget.
 local ffi = require("ffi")
 local bit = require("bit")
 local jit = require("jit")
@@ -17,13 +18,17 @@ local setmetatable, getmetatable, rawset, next = setmetatable, getmetatable, raw
 local floor, huge = math.floor, math.huge
 local str_find, str_sub, str_byte, str_format = string.find, string.sub, string.byte, string.format
 local concat = table.concat
-local sethook, getinfo = debug.sethook, debug.getinfo
+local getinfo = debug.getinfo
 local collect = collectgarbage
+local tnew = require("table.new")
 
 ffi.cdef([[
 typedef struct { int32_t len; int32_t prefix; int32_t buf; int32_t off; } bp_view;
 void *memchr(const void *s, int c, size_t n);
 double strtod(const char *nptr, char **endptr);
+void *realloc(void *ptr, size_t size);
+int memcmp(const void *s1, const void *s2, size_t n);
+void free(void *ptr);
 ]])
 
 local u8p = ffi.typeof("const uint8_t *")
@@ -31,6 +36,8 @@ local viewp = ffi.typeof("const bp_view *")
 local i32p = ffi.typeof("const int32_t *")
 local i64p = ffi.typeof("const int64_t *")
 local vi32p = ffi.typeof("volatile int32_t *")
+local i32w = ffi.typeof("int32_t *")
+local f64w = ffi.typeof("double *")
 
 local M = {}
 
@@ -40,8 +47,36 @@ local M = {}
 
 local protected = setmetatable({}, { __mode = "k" })
 
--- Budget state, shared by the hook (below) and the sandbox's pcall wrappers.
-local ticks, max_ticks, exceeded, budget_text = 0, 0, false, ""
+-- Budget state, shared by the counter (below) and the sandbox's pcall wrappers.
+local budget, max_budget, exceeded, budget_text = 0, 0, false, ""
+
+local function location(info)
+  if info and info.currentline and info.currentline > 0 then
+    return str_sub(info.source, 1, 1) == "@" and str_sub(info.source, 2) or info.short_src, info.currentline
+  end
+  return nil, nil
+end
+
+local function over_budget()
+  exceeded = true
+  local file, line = location(getinfo(3, "Sl"))
+  if file then
+    error(str_format("%s:%d: instruction budget exceeded (%s)", file, line, budget_text), 0)
+  end
+  error("instruction budget exceeded (" .. budget_text .. ")", 0)
+end
+
+-- The budget counter the instrumented rule source calls (instrument.py): `n` is the
+-- estimated instructions of the block being entered. Inlined into the rule's trace by the
+-- JIT, it costs a subtraction and a compare. A weight that is not > 0 (rule code calling the
+-- counter itself) counts as 1, so the budget can only go down.
+local function tick(n)
+  local b = budget - (n > 0 and n or 1)
+  budget = b
+  if b < 0 then
+    over_budget()
+  end
+end
 
 -- A rule must not swallow a budget error: once the budget is gone, every catch re-raises.
 local function rethrow_if_exceeded(ok, ...)
@@ -81,7 +116,7 @@ local SAFE_MATH = {
   "sin", "sinh", "sqrt", "tan", "tanh",
 }
 local SAFE_BIT = { "band", "bnot", "bor", "bswap", "bxor", "lshift", "rol", "ror", "rshift", "arshift", "tobit", "tohex" }
--- LuaJIT's count hook is global to the VM, so it also counts inside coroutines.
+-- The budget counter is one per runtime, so code in coroutines counts against the handler's budget.
 local SAFE_COROUTINE = { "create", "resume", "running", "status", "wrap", "yield" }
 
 local sandbox_string = readonly(copy_fields(string, SAFE_STRING))
@@ -121,7 +156,7 @@ local function make_env(modules, on_load)
     xpcall = xpcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
     unpack = unpack, rawequal = rawequal, rawget = rawget, rawset = safe_rawset,
     setmetatable = setmetatable, getmetatable = getmetatable, _VERSION = _VERSION,
-    string = sandbox_string,
+    string = sandbox_string, __tick = tick,
     table = readonly(table_lib),
     math = readonly(copy_fields(math, SAFE_MATH)),
     bit = readonly(copy_fields(bit, SAFE_BIT)),
@@ -159,11 +194,13 @@ local function make_env(modules, on_load)
     if mod.refused then
       error("require: module '" .. name .. "' refused: " .. mod.refused, 2)
     end
+    if mod.error then
+      error(mod.error, 0)
+    end
     local fn, err = load(mod.source, mod.chunkname, "t", env)
     if not fn then
       error(err, 0)
     end
-    jit.off(fn, true)
     loading[name] = true
     local ok, result = pcall(fn, name)
     loading[name] = nil
@@ -176,7 +213,6 @@ local function make_env(modules, on_load)
     cache[name] = result
     return result
   end
-  jit.off(base.require, true)
   return env, base.require
 end
 
@@ -386,45 +422,236 @@ M.parse_payload = function(s)
   return parse_payload(ffi_cast(u8p, s), #s)
 end
 
+-- Shape-compiled decoding. The generic decoder above loops over keys and elements, and a
+-- loop inside the per-event loop keeps LuaJIT from compiling it (it aborts the trace with
+-- "inner loop in root trace" and ends up blacklisting the event loop). But the payloads of
+-- one event type nearly always have the same keys in the same order (canonical JSON), so
+-- per event type the driver learns that shape from a payload and generates a decoder for
+-- it: straight-line code (arrays unrolled up to ARRAY_UNROLL elements) that checks each key's
+-- bytes in place and parses each scalar without a loop. A payload that does not match (other
+-- keys, whitespace, escapes in a string, a longer array) makes it return nil, and the event
+-- is decoded by the generic decoder instead (and may teach a further shape), so the result
+-- is always what the generic decoder gives.
+
+local FAIL = {} -- a scalar position held something else (object, array, escaped string)
+local ARRAY_UNROLL, MAX_SHAPES, MAX_SHAPE_NODES = 6, 4, 200
+
+-- A scalar without loops: a string without escapes, a number, true, false, null.
+local function parse_scalar(p, i, n)
+  local c = p[i]
+  if c == 34 then
+    i = i + 1
+    local q = C.memchr(p + i, 34, n - i)
+    if q == nil then
+      return FAIL, i
+    end
+    local len = tonumber(ffi_cast(u8p, q) - (p + i))
+    if C.memchr(p + i, 92, len) ~= nil then
+      return FAIL, i
+    end
+    return ffi_string(p + i, len), i + len + 1
+  elseif c == 116 then
+    return true, i + 4
+  elseif c == 102 then
+    return false, i + 5
+  elseif c == 110 then
+    return nil, i + 4
+  elseif c == 123 or c == 91 then
+    return FAIL, i
+  end
+  local v = C.strtod(ffi_cast("const char *", p + i), endptr)
+  local stop = tonumber(ffi_cast(u8p, endptr[0]) - p)
+  if stop <= i or stop > n then
+    return FAIL, i
+  end
+  return v, stop
+end
+
+-- The shape of the value at i: {o = keys, v = shapes} | {a = element shape} | false (scalar).
+local function shape_of(p, i, n, budget)
+  budget[1] = budget[1] - 1
+  local c = p[i]
+  if c == 123 then
+    local keys, vals = {}, {}
+    i = i + 1
+    if p[i] == 125 then
+      return { o = keys, v = vals }, i + 1
+    end
+    while true do
+      if p[i] ~= 34 then
+        return nil
+      end
+      local key
+      key, i = parse_scalar(p, i, n)
+      if type(key) ~= "string" or p[i] ~= 58 then
+        return nil
+      end
+      local shape
+      shape, i = shape_of(p, i + 1, n, budget)
+      if shape == nil then
+        return nil
+      end
+      keys[#keys + 1], vals[#vals + 1] = key, shape
+      c = p[i]
+      i = i + 1
+      if c == 125 then
+        return { o = keys, v = vals }, i
+      elseif c ~= 44 then
+        return nil
+      end
+    end
+  elseif c == 91 then
+    i = i + 1
+    if p[i] == 93 then
+      return { a = false }, i + 1
+    end
+    local first
+    while true do
+      local shape
+      shape, i = shape_of(p, i, n, budget)
+      if shape == nil then
+        return nil
+      end
+      first = first == nil and shape or first
+      c = p[i]
+      i = i + 1
+      if c == 93 then
+        return { a = first }, i
+      elseif c ~= 44 then
+        return nil
+      end
+    end
+  end
+  local v
+  v, i = parse_scalar(p, i, n)
+  if v == FAIL then
+    return nil
+  end
+  return false, i
+end
+
+local function gen_value(shape, out, var, depth)
+  local function emit(line)
+    out[#out + 1] = string.rep("  ", depth) .. line
+  end
+  if shape == false then
+    emit(str_format("local %s; %s, i = scalar(p, i, n)", var, var))
+    emit(str_format("if %s == FAIL then return nil end", var))
+  elseif shape.o then
+    local keys = shape.o
+    emit(str_format("if p[i] ~= 123 then return nil end"))
+    emit(str_format("local %s = tnew(0, %d)", var, #keys))
+    emit("i = i + 1")
+    if #keys == 0 then
+      emit("if p[i] ~= 125 then return nil end")
+    end
+    for k, key in ipairs(keys) do
+      local lit = str_format("%q", key)
+      emit(str_format("if i + %d > n or p[i] ~= 34 or memcmp(p + i + 1, %s, %d) ~= 0 or p[i + %d] ~= 34 or p[i + %d] ~= 58 then return nil end",
+        #key + 3, lit, #key, #key + 1, #key + 2))
+      emit(str_format("i = i + %d", #key + 3))
+      local child = "v" .. (depth + 1)
+      emit("do")
+      gen_value(shape.v[k], out, child, depth + 1)
+      emit(str_format("  %s[%s] = %s", var, lit, child))
+      emit("end")
+      emit(str_format("if p[i] ~= %d then return nil end", k < #keys and 44 or 125))
+      if k < #keys then
+        emit("i = i + 1")
+      end
+    end
+    emit("i = i + 1")
+  else
+    emit("if p[i] ~= 91 then return nil end")
+    emit(str_format("local %s = {}", var))
+    emit("i = i + 1")
+    emit("if p[i] == 93 then i = i + 1 else")
+    local elem = shape.a
+    if elem == nil then
+      elem = false
+    end
+    for k = 1, ARRAY_UNROLL do
+      if k > 1 then
+        emit(str_format("if p[i] == 44 then i = i + 1"))
+      end
+      local child = "v" .. (depth + 1)
+      emit("do")
+      gen_value(elem, out, child, depth + 1)
+      emit(str_format("  %s[%d] = %s", var, k, child))
+      emit("end")
+    end
+    emit("if p[i] == 44 then return nil end")
+    for _ = 2, ARRAY_UNROLL do
+      emit("end")
+    end
+    emit("if p[i] ~= 93 then return nil end")
+    emit("i = i + 1")
+    emit("end")
+  end
+end
+
+-- A decoder for the shape of the payload at p (an object), or nil when it has none worth one.
+local function compile_shape(p, n)
+  local budget = { MAX_SHAPE_NODES }
+  local shape, stop = shape_of(p, 0, n, budget)
+  if not shape or not shape.o or stop ~= n or budget[1] < 0 then
+    return nil
+  end
+  local out = { "local tnew, memcmp, scalar, FAIL = ...", "return function(p, n)", "local i = 0" }
+  gen_value(shape, out, "t", 1)
+  out[#out + 1] = "  if i ~= n then return nil end"
+  out[#out + 1] = "  return t"
+  out[#out + 1] = "end"
+  local fn = assert(load(concat(out, "\n"), "=payload shape", "t", {}))
+  return fn(tnew, C.memcmp, parse_scalar, FAIL)
+end
+
+-- Per event type: a decoder trying the learnt shapes, falling back to the generic one.
+local function new_decoder()
+  local shapes, n_shapes, tries = {}, 0, 0
+  local function slow(p, n)
+    local t = parse_payload(p, n)
+    if n_shapes < MAX_SHAPES and tries < 64 then
+      tries = tries + 1
+      local fn = compile_shape(p, n)
+      if fn then
+        n_shapes = n_shapes + 1
+        shapes[n_shapes] = fn
+      end
+    end
+    return t
+  end
+  return function(p, n)
+    local f = shapes[1]
+    if f then
+      local t = f(p, n)
+      if t then
+        return t
+      end
+      for k = 2, n_shapes do
+        t = shapes[k](p, n)
+        if t then
+          return t
+        end
+      end
+    end
+    return slow(p, n)
+  end
+end
+
 ---------------------------------------------------------------------------------------------
 -- Loading a rules file
 ---------------------------------------------------------------------------------------------
 
-local function location(info)
-  if info and info.currentline and info.currentline > 0 then
-    return str_sub(info.source, 1, 1) == "@" and str_sub(info.source, 2) or info.short_src, info.currentline
-  end
-  return nil, nil
-end
-
--- Instruction budget: a count hook every `step` VM instructions; `ticks` is reset per call.
-local function hook()
-  ticks = ticks + 1
-  if ticks > max_ticks then
-    exceeded = true
-    local file, line = location(getinfo(2, "Sl"))
-    if file then
-      error(str_format("%s:%d: instruction budget exceeded (%s)", file, line, budget_text), 0)
-    end
-    error("instruction budget exceeded (" .. budget_text .. ")", 0)
-  end
-end
-local hook_step = 1000
-
 local function set_budget(instructions)
-  hook_step = instructions >= 100000 and 1000 or math.max(1, floor(instructions / 100))
-  max_ticks = floor(instructions / hook_step)
+  max_budget = instructions
   budget_text = tostring(instructions) .. " instructions"
 end
 
-local function with_hook(fn, ...)
-  ticks, exceeded = 0, false
-  sethook(hook, "", hook_step)
-  local ok, res = pcall(fn, ...)
-  sethook()
-  return ok, res
+local function with_budget(fn, ...)
+  budget, exceeded = max_budget, false
+  return pcall(fn, ...)
 end
-jit.off(with_hook)
 
 local function message_of(err)
   if type(err) == "string" then
@@ -438,7 +665,7 @@ end
 function M.load_rules(modules, rules_name, instructions)
   set_budget(instructions)
   local env, require = make_env(modules)
-  local ok, rules = with_hook(require, rules_name)
+  local ok, rules = with_budget(require, rules_name)
   if exceeded then
     ok = false
   end
@@ -522,7 +749,35 @@ local function check_basis_string(s)
   return nil
 end
 
--- Returns a runner for one rules table. `out` collects results in Lua arrays.
+local RUN_TYPE_SRC = [==[
+local pay, ids, occ, ffi_string, client_id, warehouses, wcode, dates, dcode, rows, pcall,
+  charge, ctxs, vcode, begin, finish, decode, h, type_name = ...
+return function(order, lo, hi)
+  for j = lo, hi - 1 do
+    local i = order[j]
+    local p, len = pay(i)
+    local payload = decode(p, len)
+    local ip, il = ids(i)
+    local op, ol = occ(i)
+    local e = {
+      event_id = ffi_string(ip, il),
+      event_type = type_name,
+      client_id = client_id,
+      warehouse_id = warehouses[wcode[i]],
+      occurred_at = ffi_string(op, ol),
+      activity_date = dates[dcode[i]],
+      payload = payload,
+    }
+    local row = rows[i]
+    local mark = begin(row)
+    local ctx = ctxs[vcode[i]]
+    local ok, err = pcall(h, e, charge, ctx)
+    finish(h, e, ctx, row, mark, ok, err)
+  end
+end
+]==]
+
+-- Returns a runner for one rules table.
 function M.new_batch(rules, spec)
   local client_id = spec.client_id
   local instructions = spec.instructions
@@ -553,11 +808,31 @@ function M.new_batch(rules, spec)
     })
   end
 
-  -- Output: parallel arrays, reset per chunk.
-  local o_ev, o_code, o_q, o_bn, o_bs, o_memo = {}, {}, {}, {}, {}, {}
-  local n_out = 0
+  -- Output: parallel C arrays (malloc'd, outside the Lua heap), grown by doubling. A
+  -- handler's charges are rolled back by resetting n_out when it fails. What one handler
+  -- call can emit is bounded by its instruction budget.
+  local out_cap, n_out = 0, 0
+  local o_ev, o_code, o_bs, o_memo, o_q, o_bn
+  local function grow()
+    local cap = out_cap == 0 and 65536 or out_cap * 2
+    local function re(p, size)
+      local q = C.realloc(p, cap * size)
+      if q == nil then
+        error("out of memory for charge lines", 0)
+      end
+      return q
+    end
+    o_ev = ffi_cast(i32w, re(o_ev, 4))
+    o_code = ffi_cast(i32w, re(o_code, 4))
+    o_bs = ffi_cast(i32w, re(o_bs, 4))
+    o_memo = ffi_cast(i32w, re(o_memo, 4))
+    o_q = ffi_cast(f64w, re(o_q, 8))
+    o_bn = ffi_cast(f64w, re(o_bn, 8))
+    out_cap = cap
+  end
   local code_ids, code_list, n_codes = {}, {}, 0
   local str_ids, str_list, n_strs = {}, {}, 0
+  local basis_ids = {} -- basis strings already checked
   local cur = 0
 
   local function intern(s)
@@ -601,11 +876,15 @@ function M.new_batch(rules, spec)
           end
           bn = basis
         elseif type(basis) == "string" then
-          local why = check_basis_string(basis)
-          if why then
-            error("charge: basis " .. describe(basis) .. " is " .. why .. " (a decimal >= 0 with at most 6 places)", 2)
+          bs = basis_ids[basis]
+          if not bs then
+            local why = check_basis_string(basis)
+            if why then
+              error("charge: basis " .. describe(basis) .. " is " .. why .. " (a decimal >= 0 with at most 6 places)", 2)
+            end
+            bs = intern(basis)
+            basis_ids[basis] = bs
           end
-          bs = intern(basis)
         else
           error("charge: basis must be a number or a decimal string, got " .. describe(basis), 2)
         end
@@ -620,8 +899,11 @@ function M.new_batch(rules, spec)
         memo_id = intern(memo)
       end
     end
-    local k = n_out + 1
-    n_out = k
+    local k = n_out
+    if k >= out_cap then
+      grow()
+    end
+    n_out = k + 1
     o_ev[k] = cur
     o_code[k] = id
     o_q[k] = quantity
@@ -651,34 +933,6 @@ function M.new_batch(rules, spec)
   local warehouses, dates = spec.warehouses, spec.dates
   local progress = ffi_cast(vi32p, spec.progress)
 
-  -- Phase 1 (JIT): build the event tables of one chunk.
-  local function build(lo, hi, evs, hs, cs, rs)
-    local m = 0
-    for i = lo, hi do
-      local h = handlers[tcode[i]]
-      if h then
-        local p, len = pay(i)
-        local payload = parse_payload(p, len)
-        local ip, il = ids(i)
-        local op, ol = occ(i)
-        m = m + 1
-        evs[m] = {
-          event_id = ffi_string(ip, il),
-          event_type = types[tcode[i]],
-          client_id = client_id,
-          warehouse_id = warehouses[wcode[i]],
-          occurred_at = ffi_string(op, ol),
-          activity_date = dates[dcode[i]],
-          payload = payload,
-        }
-        hs[m] = h
-        cs[m] = ctxs[vcode[i]]
-        rs[m] = rows[i]
-      end
-    end
-    return m
-  end
-
   -- Errors without a position (stack overflow, out of memory) get the innermost rule frame's.
   local function locate(err)
     if type(err) == "string" and str_find(err, "^[^\n]-%.lua:%d+:") then
@@ -696,82 +950,121 @@ function M.new_batch(rules, spec)
     return err
   end
 
-  -- Phase 2 (interpreter, hook on): call the handlers.
-  local function call_all(m, evs, hs, cs, rs)
-    sethook(hook, "", hook_step)
-    for j = 1, m do
-      local row = rs[j]
-      cur = row
-      progress[0] = row
-      local mark = n_out
-      ticks, exceeded = 0, false
-      local ok, err = xpcall(hs[j], locate, evs[j], charge, cs[j])
-      if exceeded or not ok then
-        sethook()
-        n_out = mark
-        if ok then
-          err = "instruction budget exceeded (" .. budget_text .. "), error swallowed by the handler"
+  -- Before and after each handler call.
+  local function begin(row)
+    cur = row
+    progress[0] = row
+    budget, exceeded = max_budget, false
+    return n_out
+  end
+  -- A failed call is run again, interpreted and under xpcall, whose message handler sees the
+  -- stack before it unwinds and so can name the rule's file and line for errors raised
+  -- without one (by a C function, a stack overflow). Handlers are pure, so the second run
+  -- fails the same way (if it does not, the first message stands, and no charge counts
+  -- either way); the fast path stays a plain pcall, which LuaJIT compiles (xpcall it does
+  -- not).
+  local function finish(h, e, ctx, row, mark, ok, err)
+    if exceeded or not ok then
+      n_out = mark
+      if ok then
+        err = "instruction budget exceeded (" .. budget_text .. "), error swallowed by the handler"
+      else
+        -- after an out-of-memory error LuaJIT needs a full collection before going on; a
+        -- collection per error would make a rule that fails on every event quadratic-ish
+        local oom = str_find(message_of(err), "not enough memory", 1, true)
+        if oom then
+          collect("collect")
         end
-        add_error(row, message_of(err))
-        collect("collect")
-        sethook(hook, "", hook_step)
+        budget, exceeded = max_budget, false
+        -- interpreted: a stack overflow inside compiled code skips the message handler
+        jit.off()
+        local ok2, err2 = xpcall(h, locate, e, charge, ctx)
+        if not ok2 and not (type(err2) == "string" and str_find(err2, "^[^\n]-%.lua:%d+:")) then
+          -- compiled code of the rule still ran (a recursion trace): drop it and run again
+          jit.flush()
+          n_out, budget, exceeded = mark, max_budget, false
+          ok2, err2 = xpcall(h, locate, e, charge, ctx)
+        end
+        jit.on()
+        if not ok2 then
+          err = err2
+        end
+        n_out = mark
+        if oom then
+          collect("collect")
+        end
+      end
+      add_error(row, message_of(err))
+    end
+  end
+
+  -- The events of one type, in input order: build `e`, run the handler under its budget.
+  -- The loop is loaded afresh for every type, so each type gets its own traces: monomorphic
+  -- (one handler, one payload shape), the JIT compiles the event building, the payload
+  -- decoder, the handler and `charge` into one loop.
+  local function type_runner(h, type_name)
+    local fn = assert(load(RUN_TYPE_SRC, "=run_type", "t", {}))
+    return fn(
+      pay, ids, occ, ffi_string, client_id, warehouses, wcode, dates, dcode, rows, pcall,
+      charge, ctxs, vcode, begin, finish, new_decoder(), h, type_name
+    )
+  end
+  return function(lo, hi)
+    -- rows lo..hi grouped by type code (a counting sort), each group in input order
+    local n = hi - lo + 1
+    local n_types = 0
+    for code in next, types do
+      n_types = math.max(n_types, code + 1)
+    end
+    local first = ffi.new("int32_t[?]", n_types + 1)
+    for i = lo, hi do
+      local t = tcode[i]
+      first[t + 1] = first[t + 1] + 1
+    end
+    for t = 1, n_types do
+      first[t] = first[t] + first[t - 1]
+    end
+    local fill = ffi.new("int32_t[?]", n_types)
+    ffi.copy(fill, first, 4 * n_types)
+    local order = ffi.new("int32_t[?]", n > 0 and n or 1)
+    for i = lo, hi do
+      local t = tcode[i]
+      order[fill[t]] = i
+      fill[t] = fill[t] + 1
+    end
+    progress[0] = -1
+    for code = 0, n_types - 1 do
+      local h = handlers[code]
+      if h then
+        type_runner(h, types[code])(order, first[code], first[code + 1])
       end
     end
-    sethook()
     progress[0] = -1
-  end
-  jit.off(call_all)
-
-  -- Phase 3 (JIT): pack the chunk's output arrays into binary strings.
-  local packed = { ev = {}, code = {}, q = {}, bn = {}, bs = {}, memo = {} }
-  local n_pack = 0
-  local function pack()
-    local n = n_out
-    if n == 0 then
-      return
-    end
-    local ev = ffi.new("int32_t[?]", n)
-    local code = ffi.new("int32_t[?]", n)
-    local q = ffi.new("double[?]", n)
-    local bn = ffi.new("double[?]", n)
-    local bs = ffi.new("int32_t[?]", n)
-    local memo = ffi.new("int32_t[?]", n)
-    for k = 1, n do
-      ev[k - 1] = o_ev[k]
-      code[k - 1] = o_code[k]
-      q[k - 1] = o_q[k]
-      bn[k - 1] = o_bn[k]
-      bs[k - 1] = o_bs[k]
-      memo[k - 1] = o_memo[k]
-    end
-    n_pack = n_pack + 1
-    packed.ev[n_pack] = ffi_string(ev, 4 * n)
-    packed.code[n_pack] = ffi_string(code, 4 * n)
-    packed.q[n_pack] = ffi_string(q, 8 * n)
-    packed.bn[n_pack] = ffi_string(bn, 8 * n)
-    packed.bs[n_pack] = ffi_string(bs, 4 * n)
-    packed.memo[n_pack] = ffi_string(memo, 4 * n)
-    o_ev, o_code, o_q, o_bn, o_bs, o_memo = {}, {}, {}, {}, {}, {}
-    n_out = 0
-  end
-
-  return function(lo, hi, chunk)
-    for s = lo, hi, chunk do
-      local e = math.min(hi, s + chunk - 1)
-      local evs, hs, cs, rs = {}, {}, {}, {}
-      local m = build(s, e, evs, hs, cs, rs)
-      call_all(m, evs, hs, cs, rs)
-      evs, hs, cs, rs = nil, nil, nil, nil
-      pack()
+    local function addr(p)
+      return tonumber(ffi_cast("uintptr_t", p))
     end
     return {
-      packed = packed,
-      n_pack = n_pack,
+      n_out = n_out,
+      out = n_out > 0 and {
+        ev = addr(o_ev), code = addr(o_code), q = addr(o_q), bn = addr(o_bn), bs = addr(o_bs),
+        memo = addr(o_memo),
+      } or nil,
       codes = code_list,
       strings = str_list,
       errors = errors,
       n_err = n_err,
     }
+  end
+end
+
+-- Frees the C arrays of a result (after Python has copied them).
+function M.free_output(result)
+  local out = result.out
+  if out then
+    for _, name in ipairs({ "ev", "code", "q", "bn", "bs", "memo" }) do
+      C.free(ffi_cast("void *", out[name]))
+    end
+    result.out = nil
   end
 end
 

@@ -2,34 +2,49 @@
 
 Runtime choice and figures
 --------------------------
-LuaJIT 2.1 (``lupa.luajit21``), with the JIT *on* for the engine's own Lua code and *off*
-for every function of rule code (``jit.off(chunk, true)`` at load), because LuaJIT's count
-hook never fires inside compiled traces (``while true do end`` would hang) but does in the
-interpreter, and LuaJIT's interpreter still beats Lua 5.4's. The driver works per chunk of
-8192 events in three phases: (1) JIT-compiled: build the ``e`` tables, reading the polars
-columns in place through the Arrow C data interface and LuaJIT's FFI and decoding the
-canonical payload JSON with a byte-level decoder, (2) interpreted with the count hook on:
-call the handlers, ``charge`` appending to Lua arrays, (3) JIT-compiled: pack the charges
-into binary arrays that Python turns into polars columns in bulk. Nothing is created in
-Python per event. Decoding payloads with polars ``str.json_decode`` was measured first and
-dropped: 1.4 s per million payloads against ~0.2 s for the in-Lua decoder.
+LuaJIT 2.1 (``lupa.luajit21``) with the JIT on for everything, rule code included. The
+instruction budget is not a count hook (LuaJIT never runs hooks inside compiled traces, and
+a hook set makes the interpreter check every instruction): rule source is rewritten before
+loading (instrument.py) so that every loop body, function entry and ``goto`` calls the
+budget counter ``__tick(W)`` with W the block's estimated instruction cost; the JIT inlines
+it. Line numbers are unchanged by the rewrite.
 
-Measured on the 2-core development machine with ``benchmarks/bench_rules.py`` (1,000,000
-DTC-like events, default rules, sandbox and budgets on, median of 3): 4.8 s = ~207,000
-events/s end to end, against ~49,000 events/s for a naive one-Python->Lua-call-per-event
-loop; peak RSS ~1.0 GiB (parent) / 1.1 GiB (worker). This is far below the 2,000,000/s
-target. Where the time goes (300k events): building the event tables ~2 us/event (the
-per-event loop is not compiled: LuaJIT aborts it with "inner loop in root trace" because of
-the payload decoder's key loop, then blacklists it), handlers ~1 us/event (with a count
-hook set, LuaJIT's interpreter dispatches every instruction through the hook check), column
-encoding and result conversion ~0.15 s per million together.
+The driver (driver.lua) reads the polars columns in place through the Arrow C data interface
+and LuaJIT's FFI, groups the rows by event type (a counting sort), and runs one loop per
+type, loaded afresh per type so that each has its own traces: build ``e`` (payload decoded
+in Lua), ``pcall`` the handler under its budget, ``charge`` writing to malloc'd C arrays that
+Python copies out in bulk. Payloads are decoded by a decoder generated per event type from
+the shape of its payloads (straight-line code: no loop inside the event loop, which LuaJIT
+would refuse to compile), falling back to the generic decoder for any payload that does not
+match. A failed handler call is run once more, interpreted, under ``xpcall`` so the message
+names the rule's file and line even for errors raised without one.
 
-Limits: the instruction budget is a count hook (every 1000 instructions, reset per handler
-call; LuaJIT hooks are global, so coroutines are counted too); the memory cap is the
-runtime's ``max_memory``; the wall clock is enforced by running each batch in a forked
-child (worker.py) that is killed at the deadline. The child reports the row it is on, so a
-runaway C call (a backtracking ``string.find``) is pinned on its event, which gets a rule
-error, and the rest of the batch is evaluated again without it.
+Measured on the 2-core development machine (shared, load average 3-6 during the runs) with
+``benchmarks/bench_rules.py`` (1,000,000 DTC-like events, default rules, sandbox and budgets
+on, median of 3): see that file's docstring for the figures. Before this design (JIT off for
+rule code, count hook, chunked event tables): ~4.8 s per million idle, median 6.2 s on the
+loaded machine, worker CPU 4.8 s; now median 2.9 s (~340,000 events/s) on the same loaded
+machine, worker CPU ~1.9-2.1 s, parent CPU ~0.78 s. The 2,000,000 events/s target is NOT
+met. What bounds it now (measured in the worker, 300k events):
+creating Lua strings. Every event gets ``event_id`` and ``occurred_at`` and its payload's
+string values (order ids, tracking numbers) as new, unique Lua strings; LuaJIT interns every
+string, and interning ~1M unique short strings costs ~200-300 ns each here (a compiled loop
+of ``ffi.string`` alone: 280 ns/string, 190 ns with the GC stopped), i.e. ~1 us per event
+for the 3-5 strings an event has. Without the two envelope strings the event loop drops from
+~480 to ~90 ns/event. The way to 2M/s is to create strings only when a rule reads them:
+``e`` and payload objects as tables whose fields are filled on first read (an ``__index``
+that decodes just that field), with the sandbox's ``next``/``pairs``/``rawget``/
+``getmetatable``/``setmetatable`` filling them completely first, so rules cannot tell the
+difference. The parent side (encode, decimal conversion, frames) is ~0.78 s CPU per million
+and would need the same attention (it alone is over the 0.5 s budget of 2M/s).
+
+Limits: the instruction budget is the counter above (reset per handler call; shared by
+coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume`` re-raise);
+the memory cap is the runtime's ``max_memory`` (the charge arrays live outside the Lua heap;
+what one handler call can add to them is bounded by its budget); the wall clock is enforced by
+running each batch in a forked child (worker.py) that is killed at the deadline. The child
+reports the row it is on, so a runaway C call (a backtracking ``string.find``) is pinned on
+its event, which gets a rule error, and the rest of the batch is evaluated again without it.
 """
 
 from __future__ import annotations

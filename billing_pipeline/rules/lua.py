@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
 import lupa.luajit21 as luajit
 
+from billing_pipeline.rules.instrument import InstrumentError, instrument
 from billing_pipeline.rules.modules import Module
 
 _DRIVER = resources.files("billing_pipeline.rules").joinpath("driver.lua").read_bytes()
@@ -56,13 +58,25 @@ def to_lua(runtime: Any, value: Any) -> Any:
 
 
 def modules_table(runtime: Any, modules: Mapping[str, Module]) -> Any:
+    """Module name -> {source (instrumented, see instrument.py), chunkname} or {error} or
+    {refused}."""
     entries: dict[str, dict[str, Any]] = {}
     for name, module in modules.items():
         if module.source is None:
             entries[name] = {"refused": module.refused or "refused"}
-        else:
-            entries[name] = {"source": module.source, "chunkname": "@" + module.chunkname}
+            continue
+        try:
+            source = _instrumented(module.source)
+        except InstrumentError as exc:
+            entries[name] = {"error": f"{module.chunkname}:{exc}"}
+            continue
+        entries[name] = {"source": source, "chunkname": "@" + module.chunkname}
     return to_lua(runtime, entries)
+
+
+@functools.lru_cache(maxsize=64)
+def _instrumented(source: bytes) -> bytes:
+    return instrument(source)
 
 
 def text(value: Any) -> str:
