@@ -16,9 +16,11 @@ step gates each client-month itself.
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -80,13 +82,18 @@ class RunReport:
     client_months: list[ClientMonth] = field(default_factory=list)
     bad_ratecards: dict[str, str] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
+    reconciliation: dict[str, dict[str, int]] = field(default_factory=dict)  # month -> status -> n
+
+    @property
+    def runs_ok(self) -> bool:
+        return all(ok for _, _, ok, _ in self.runs)
 
     @property
     def has_problems(self) -> bool:
         return (
             any(cm.problem for cm in self.client_months)
             or bool(self.bad_ratecards)
-            or not all(ok for _, _, ok, _ in self.runs)
+            or not self.runs_ok
             or any(check.endswith(".ledger_matches") for check in self.failed_checks)
         )
 
@@ -173,6 +180,11 @@ def run_billing(
             report.client_months.append(
                 _summarize(store, cards[client_id].currency, month, client_id)
             )
+        path = store.reconciliation_dir(month) / "reconciliation.csv"
+        if path.exists():
+            with path.open(newline="") as handle:
+                statuses = [row["status"] for row in csv.DictReader(handle)]
+            report.reconciliation[month] = dict(sorted(Counter(statuses).items()))
     return report
 
 
@@ -234,6 +246,9 @@ def format_report(report: RunReport) -> str:
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for month, counts in sorted(report.reconciliation.items()):
+        shown = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no rows"
+        lines.append(f"reconciliation {month}: {shown}")
     for name, problem in sorted(report.bad_ratecards.items()):
         lines.append(f"rate card {name} refused: {problem.splitlines()[0]}")
     if report.failed_checks:
