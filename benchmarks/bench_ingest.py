@@ -9,8 +9,9 @@ fresh subprocess so that peak RSS belongs to one measurement:
 - **floor**: a bare ``polars.read_ndjson`` of every landing file with a fixed schema (the
   envelope as strings, the payload as a struct of the union of catalog payload fields; gz
   files are decompressed in Python and handed over as bytes), summed over files;
-- **ingest**: ``ingest_landing`` into an empty outputs directory, then ``build_activity`` for
-  every activity date present, with the time zones of the generated rate cards.
+- **ingest**: ``ingest_landing`` into an empty outputs directory, then
+  ``build_activity_range`` over every activity date present (as the ``activity`` asset
+  does for a backfill), with the time zones of the generated rate cards.
 
 Prints the median of ``--repeat`` runs of each: wall time, lines/s, MB/s (uncompressed input),
 peak RSS (the sampled resident set of the whole process tree, and ``ru_maxrss``), and the
@@ -148,7 +149,7 @@ def work_floor(data: Path) -> dict:
 
 
 def work_ingest(data: Path) -> dict:
-    from billing_pipeline.ingest.activity import build_activity
+    from billing_pipeline.ingest.activity import build_activity_range
     from billing_pipeline.ingest.landing import dates_around, ingest_landing
     from billing_pipeline.ratecards import load_ratecards
     from billing_pipeline.storage import Store
@@ -161,9 +162,8 @@ def work_ingest(data: Path) -> dict:
         result = ingest_landing(data / "landing", store, timezones)
         landed = time.perf_counter()
         valid = int(result.manifest["valid"].sum())
-        activity = 0
-        for day in sorted(dates_around(result.touched_dates)):
-            activity += build_activity(store, day, timezones).events
+        days = sorted(dates_around(result.touched_dates))
+        activity = sum(r.events for r in build_activity_range(store, days, timezones))
         ended = time.perf_counter()
     return {
         "seconds": ended - began,

@@ -73,24 +73,30 @@ class Store:
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target`` that replaces it only if the block succeeds."""
+def atomic_path(target: Path, durable: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``target`` that replaces it only if the block succeeds.
+
+    ``durable`` flushes the file to disk before the rename, so that a power cut leaves the
+    old file or the new one. Internal files that are rebuilt from the landing directory
+    when lost (ingestion's staging) skip it: an fsync costs milliseconds per file.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp_path, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def write_parquet(frame: pl.DataFrame, target: Path) -> None:
-    with atomic_path(target) as tmp:
+def write_parquet(frame: pl.DataFrame, target: Path, durable: bool = True) -> None:
+    with atomic_path(target, durable=durable) as tmp:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
 
 

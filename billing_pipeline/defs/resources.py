@@ -12,6 +12,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from billing_pipeline.config import Paths
+from billing_pipeline.ingest.clients import ClientZones, client_zones
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
 from billing_pipeline.storage import Store
 
@@ -51,3 +52,10 @@ class BillingSettings(ConfigurableResource):
         """Billing time zone of every client with a good rate card (the known clients)."""
         cards, _ = self.ratecards()
         return {client_id: card.timezone for client_id, card in cards.items()}
+
+    def client_zones(self) -> ClientZones:
+        """Clients ingestion knows: every client with a rate card file, good or refused
+        (SPEC §4: ``unknown_client`` means no rate card), with the zone where readable."""
+        directory = self.paths().ratecards
+        cards, bad = load_ratecards(directory)
+        return client_zones(directory, cards, bad)

@@ -8,7 +8,7 @@ partitions as soon as those partitions are re-materialized.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -40,71 +40,105 @@ class ActivityResult:
     events_by_client: dict[str, int] = field(default_factory=dict)
     events_by_type: dict[str, int] = field(default_factory=dict)
     files_read: int = 0
+    # Known clients without a readable time zone (refused rate card): their partitions of
+    # the day were left as they were, neither rebuilt nor removed.
+    clients_left: list[str] = field(default_factory=list)
 
     @property
     def events(self) -> int:
         return sum(self.events_by_client.values())
 
 
-def build_activity(store: Store, day: date, timezones: Mapping[str, str]) -> ActivityResult:
-    """Write ``activity/activity_date=DAY/client_id=*/`` from the landed files; drop stale ones."""
-    result = ActivityResult(day)
+def build_activity(
+    store: Store, day: date, timezones: Mapping[str, str], keep: Collection[str] = ()
+) -> ActivityResult:
+    """Write ``activity/activity_date=DAY/client_id=*/`` from the landed files; drop stale ones.
+
+    ``keep``: clients whose partitions are left as they are (see ``build_activity_range``).
+    """
+    return build_activity_range(store, [day], timezones, keep)[0]
+
+
+def build_activity_range(
+    store: Store, days: Iterable[date], timezones: Mapping[str, str], keep: Collection[str] = ()
+) -> list[ActivityResult]:
+    """``build_activity`` for several days, reading each candidate staging file once per
+    group of clients instead of once per day. Results in date order.
+
+    ``keep`` names clients that have a rate card whose time zone cannot be read: their
+    events cannot be dated, so their existing partitions are neither rebuilt nor removed.
+    """
+    days = sorted(set(days))
+    results = {day: ActivityResult(day) for day in days}
+    if not days:
+        return []
+    zones = {c: z for c, z in timezones.items() if c not in keep}
     manifest = read_parquet(store.manifest_file(), MANIFEST_SCHEMA)
-    window = [day + timedelta(days=k) for k in (-1, 0, 1)]
+    window = sorted({day + timedelta(days=k) for day in days for k in (-1, 0, 1)})
     candidates = manifest.filter(
         pl.col("utc_dates").list.eval(pl.element().is_in(window)).list.any()
     )
-    lo, hi = _utc_span(day, timezones)
-    local = _local_date_expr(timezones)
+    # The UTC spans of the local days in every known zone: row-group statistics skip the
+    # parts of a file (often the whole file) that cannot hold events of the days.
+    in_span = pl.any_horizontal(
+        [
+            pl.col("occurred_at").is_between(lo, hi, closed="left")
+            for lo, hi in _merged_spans([_utc_span(day, zones) for day in days])
+        ]
+    )
+    local = _local_date_expr(zones)
     statuses: dict[str, pl.DataFrame] = {}
     per_client: dict[str, int] = {}
     for fid in candidates["file_id"]:
         status = read_parquet(store.status_file(fid), STATUS_SCHEMA).filter(
-            (pl.col("status") == "valid") & pl.col("client_id").is_in(list(timezones))
+            (pl.col("status") == "valid") & pl.col("client_id").is_in(list(zones))
         )
         if status.is_empty():
             continue
         statuses[fid] = status.select("source_line", "client_id")
         for client_id, count in status["client_id"].value_counts().iter_rows():
             per_client[client_id] = per_client.get(client_id, 0) + count
-    written: set[str] = set()
-    files_read: set[str] = set()
+    written: dict[date, set[str]] = {day: set() for day in days}
+    files_read: dict[date, set[str]] = {day: set() for day in days}
     # A day of a large warehouse does not fit in memory at once: clients are built in groups
     # of at most GROUP_ROWS candidate events, each group one pass over the candidate files.
     for group in _client_groups(per_client):
-        by_client: dict[str, list[pl.DataFrame]] = {}
+        parts: dict[tuple[date, str], list[pl.DataFrame]] = {}
         for fid, status in statuses.items():
             wanted = status.filter(pl.col("client_id").is_in(group))
             if wanted.is_empty():
                 continue
-            # The UTC span of the local day in every known zone: row-group statistics skip
-            # the parts of a file (often the whole file) that cannot hold events of the day.
             lines = (
                 pl.scan_parquet(store.lines_file(fid))
-                .filter(pl.col("occurred_at").is_between(lo, hi, closed="left"))
+                .filter(in_span)
                 .join(wanted.lazy().select("source_line"), on="source_line", how="semi")
                 .with_columns(local.alias("activity_date"))
-                .filter(pl.col("activity_date") == day)
+                .filter(pl.col("activity_date").is_in(days))
                 .select(list(ACTIVITY_SCHEMA))
                 .collect()
             )
             if lines.is_empty():
                 continue
-            files_read.add(fid)
-            for (client_id,), part in lines.partition_by("client_id", as_dict=True).items():
-                by_client.setdefault(client_id, []).append(part)
-        for client_id in sorted(by_client):
-            rows = pl.concat(by_client.pop(client_id), how="vertical_relaxed").sort(
+            for (day, client_id), part in lines.partition_by(
+                "activity_date", "client_id", as_dict=True
+            ).items():
+                files_read[day].add(fid)
+                parts.setdefault((day, client_id), []).append(part)
+            del lines
+        for day, client_id in sorted(parts):
+            rows = pl.concat(parts.pop((day, client_id)), how="vertical_relaxed").sort(
                 "source_file", "source_line"
             )
             write_parquet(rows, store.activity_file(day, client_id))
-            written.add(client_id)
+            written[day].add(client_id)
+            result = results[day]
             result.events_by_client[client_id] = rows.height
             for event_type, count in rows["event_type"].value_counts().iter_rows():
                 result.events_by_type[event_type] = result.events_by_type.get(event_type, 0) + count
-    result.files_read = len(files_read)
-    _remove_stale_clients(store, day, written)
-    return result
+    for day in days:
+        results[day].files_read = len(files_read[day])
+        results[day].clients_left = _remove_stale_clients(store, day, written[day], set(keep))
+    return [results[day] for day in days]
 
 
 GROUP_ROWS = 1_000_000
@@ -134,6 +168,16 @@ def _utc_span(day: date, timezones: Mapping[str, str]) -> tuple[datetime, dateti
     return min(starts), max(ends)
 
 
+def _merged_spans(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
 def _local_date_expr(timezones: Mapping[str, str]) -> pl.Expr:
     """Each row's date in its client's zone (clients grouped by zone: one conversion each)."""
     by_zone: dict[str, list[str]] = {}
@@ -146,13 +190,22 @@ def _local_date_expr(timezones: Mapping[str, str]) -> pl.Expr:
     return expr
 
 
-def _remove_stale_clients(store: Store, day: date, written: set[str]) -> None:
+def _remove_stale_clients(store: Store, day: date, written: set[str], keep: set[str]) -> list[str]:
+    """Remove the day's partitions of clients not written; those of ``keep`` stay (and are
+    returned)."""
     folder = store.activity_dir(day)
     if not folder.exists():
-        return
-    for child in folder.iterdir():
-        if child.is_dir() and child.name.removeprefix("client_id=") not in written:
+        return []
+    kept = []
+    for child in sorted(folder.iterdir()):
+        if not child.is_dir():
+            continue
+        client_id = child.name.removeprefix("client_id=")
+        if client_id in keep:
+            kept.append(client_id)
+        elif client_id not in written:
             remove_tree(child)
+    return kept
 
 
 def read_activity(store: Store, client_id: str, days: list[date]) -> pl.DataFrame:

@@ -16,7 +16,7 @@ knows which partitions to re-materialize.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -86,13 +86,44 @@ class LandingResult:
     manifest: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MANIFEST_SCHEMA))
 
 
+# Columns of a staged line that a quarantine row carries (besides its file and activity date).
+_QUARANTINE_SOURCE = (
+    "source_line",
+    "raw_line",
+    "reason",
+    "detail",
+    "client_id",
+    "event_id",
+    "event_type",
+    "occurred_at",
+)
+
+
+@dataclass
+class _Fresh:
+    """What the rest of the run needs of a file parsed in this run, kept so that its staged
+    lines are not read back: its line count, UTC dates, and the lines parsing refused."""
+
+    lines: int
+    dates: set[date]
+    refused: pl.DataFrame  # _QUARANTINE_SOURCE columns of the lines with a parse reason
+
+
 def ingest_landing(
     landing_dir: Path,
     store: Store,
     timezones: Mapping[str, str],
     log: Callable[[str], None] = lambda _: None,
+    known: Collection[str] | None = None,
 ) -> LandingResult:
-    """Bring manifest, statuses and quarantine up to date; ``timezones`` are the known clients."""
+    """Bring manifest, statuses and quarantine up to date.
+
+    ``known`` are the clients with a rate card file, good or refused (SPEC §4: only a client
+    without one is ``unknown_client``); by default the clients of ``timezones``, which gives
+    the billing zone of those whose zone is known (quarantine rows of the others get no
+    activity date).
+    """
+    known_clients = set(timezones) if known is None else set(known) | set(timezones)
     result = LandingResult()
     old_manifest = read_parquet(store.manifest_file(), MANIFEST_SCHEMA)
     known_sha = dict(zip(old_manifest["source_file"], old_manifest["sha256"], strict=True))
@@ -101,11 +132,12 @@ def ingest_landing(
 
     new_rows: list[pl.DataFrame] = []
     parsed: dict[str, tuple[int, str | None]] = {}  # file_id -> (blank lines, problem)
+    fresh_files: dict[str, _Fresh] = {}
     todo = []
     for path in paths:
         source = path.relative_to(landing_dir).as_posix()
         sha = file_sha256(path)
-        if known_sha.get(source) == sha:
+        if known_sha.get(source) == sha and _staged(store, file_id(source)):
             continue
         todo.append((path, source, sha))
     for batch in _batches(todo):
@@ -113,69 +145,92 @@ def ingest_landing(
         for (_, source, sha), (lines, blank) in zip(batch, results, strict=True):
             fid = file_id(source)
             write_staging(lines, store.lines_file(fid))
-            problems = lines.filter(pl.col("reason").is_in(FILE_PROBLEMS))["reason"].unique().sort()
-            parsed[fid] = (blank, ", ".join(problems) or None)
+            refused = lines.filter(pl.col("reason").is_not_null())
+            problems = refused.filter(pl.col("reason").is_in(FILE_PROBLEMS))["reason"].unique()
+            parsed[fid] = (blank, ", ".join(problems.sort()) or None)
+            dates = set(lines["occurred_at"].dt.date().drop_nulls().unique().to_list())
+            fresh_files[fid] = _Fresh(lines.height, dates, refused.select(_QUARANTINE_SOURCE))
             known_sha[source] = sha
             result.files_parsed.append(source)
             new_rows.append(_register_rows(lines, fid))
             log(f"parsed {source}: {lines.height} lines")
-        del results
+        del results, lines
     fresh = (
         pl.concat(new_rows, how="vertical_relaxed")
         if new_rows
         else pl.DataFrame(schema={"client_id": pl.Utf8, **REGISTER_SCHEMA})
     )
+    del new_rows
     changed_files = set(parsed)
 
     clients_before = read_parquet(store.clients_file(), CLIENTS_SCHEMA)
-    before = dict(zip(clients_before["client_id"], clients_before["timezone"], strict=True))
     # A client whose rate card appeared or vanished flips between valid and unknown_client;
     # a re-parsed file may have lost a client that its old version had.
-    flipped = set(before) ^ set(timezones)
+    flipped = set(clients_before["client_id"]) ^ known_clients
     dropped = _clients_in(store, changed_files & set(old_manifest["file_id"]))
+    fresh_by_client = {
+        key[0]: part.drop("client_id")
+        for key, part in fresh.partition_by("client_id", as_dict=True).items()
+    }
+    del fresh
     affected = sorted(
-        set(fresh["client_id"].unique()) | _registered(store, flipped) | _registered(store, dropped)
+        set(fresh_by_client) | _registered(store, flipped) | _registered(store, dropped)
     )
 
     updates = []
+    changed = list(changed_files)
     for client_id in affected:
         old = load_register(store, client_id)
         rows = pl.concat(
             [
-                old.filter(~pl.col("file_id").is_in(list(changed_files))),
-                fresh.filter(pl.col("client_id") == client_id).drop("client_id"),
+                old.filter(~pl.col("file_id").is_in(changed)),
+                _plain(fresh_by_client.pop(client_id, None)),
             ],
             how="vertical_relaxed",
         )
-        new = classify_client(store, client_id, rows, known=client_id in timezones)
-        write_parquet(new, store.register_file(client_id))
-        updates.append(_changes(old, new, changed_files).with_columns(client_id=pl.lit(client_id)))
+        new = classify_client(store, client_id, rows, known=client_id in known_clients)
+        write_parquet(new, store.register_file(client_id), durable=False)
+        updates.append(
+            _changes(old, new, changed_files).with_columns(
+                client_id=pl.lit(client_id), file_id=pl.col("file_id").cast(pl.Categorical)
+            )
+        )
     result.clients_classified = affected
+    zones = sorted(known_clients)
     write_parquet(
         pl.DataFrame(
-            {"client_id": sorted(timezones), "timezone": [timezones[c] for c in sorted(timezones)]},
+            {"client_id": zones, "timezone": [timezones.get(c) for c in zones]},
             schema=CLIENTS_SCHEMA,
         ),
         store.clients_file(),
+        durable=False,
     )
 
     changes = (
         pl.concat(updates, how="vertical_relaxed")
         if updates
-        else pl.DataFrame(schema={"file_id": pl.Utf8, **STATUS_SCHEMA})
+        else pl.DataFrame(schema={"file_id": pl.Categorical, **STATUS_SCHEMA})
     )
-    refresh = sorted(changed_files | set(changes["file_id"].unique()))
+    del updates
+    changes_by_file = {
+        key[0]: part.drop("file_id")
+        for key, part in changes.partition_by("file_id", as_dict=True).items()
+    }
+    del changes
+    refresh = sorted(changed_files | set(changes_by_file))
     by_id = {file_id(s): s for s in known_sha}
     manifest = {row["file_id"]: row for row in old_manifest.iter_rows(named=True)}
+    empty_changes = pl.DataFrame(schema=STATUS_SCHEMA)
     for fid in refresh:
         source = by_id[fid]
         row, dates = _refresh_file(
             store,
             fid,
             source,
-            changes.filter(pl.col("file_id") == fid),
+            changes_by_file.pop(fid, empty_changes),
             timezones,
-            fresh_file=fid in changed_files,
+            fresh=fresh_files.pop(fid, None),
+            old_row=manifest.get(fid),
         )
         blank, problem = parsed.get(fid, (manifest.get(fid, {}).get("blank_lines", 0), None))
         if fid not in parsed and fid in manifest:
@@ -189,6 +244,22 @@ def ingest_landing(
     )
     write_parquet(result.manifest, store.manifest_file())
     return result
+
+
+def _staged(store: Store, fid: str) -> bool:
+    """Is the file's staging in place? Staging is written without fsync (it is rebuilt from
+    the landing file): a file whose lines were lost is parsed again."""
+    try:
+        return store.lines_file(fid).stat().st_size > 12  # a Parquet file is longer
+    except FileNotFoundError:
+        return False
+
+
+def _plain(rows: pl.DataFrame | None) -> pl.DataFrame:
+    """Register rows with their categorical columns (compact in memory) back as text."""
+    if rows is None:
+        return pl.DataFrame(schema=REGISTER_SCHEMA)
+    return rows.with_columns(pl.col("file_id", "source_file").cast(pl.Utf8))
 
 
 def _batches(todo: list[tuple[Path, str, str]]) -> Iterator[list[tuple[Path, str, str]]]:
@@ -211,8 +282,8 @@ def _register_rows(lines: pl.DataFrame, fid: str) -> pl.DataFrame:
     return lines.filter(pl.col("reason").is_null()).select(
         "client_id",
         "event_id",
-        pl.lit(fid).alias("file_id"),
-        "source_file",
+        pl.lit(fid, pl.Categorical).alias("file_id"),
+        pl.col("source_file").cast(pl.Categorical),
         "source_line",
         pl.col("occurred_at").dt.date().alias("utc_date"),
         pl.lit(None, pl.Utf8).alias("status"),
@@ -255,12 +326,17 @@ def _refresh_file(
     source: str,
     changes: pl.DataFrame,
     timezones: Mapping[str, str],
-    fresh_file: bool,
+    fresh: _Fresh | None,
+    old_row: dict | None,
 ) -> tuple[dict, set[date]]:
-    """Rewrite one file's statuses and quarantine partition; its manifest counts and dates."""
+    """Rewrite one file's statuses and quarantine partition; its manifest counts and dates.
+
+    Only the quarantined lines are read back from staging (most lines are valid): for a file
+    parsed in this run, only those classification quarantined, the others are in memory.
+    """
     old = (
         pl.DataFrame(schema=STATUS_SCHEMA)
-        if fresh_file
+        if fresh is not None
         else read_parquet(store.status_file(fid), STATUS_SCHEMA)
     )
     status = pl.concat(
@@ -270,21 +346,23 @@ def _refresh_file(
         ],
         how="vertical_relaxed",
     ).sort("source_line")
-    write_parquet(status, store.status_file(fid))
+    write_staging(status, store.status_file(fid))
 
-    lines = pl.read_parquet(
-        store.lines_file(fid),
-        columns=[
-            "source_line",
-            "raw_line",
-            "reason",
-            "detail",
-            "client_id",
-            "event_id",
-            "event_type",
-            "occurred_at",
-        ],
-    )
+    held = status.filter(pl.col("status") == "quarantined")["source_line"]
+    if fresh is not None:
+        lines = fresh.refused
+        if not held.is_empty():
+            staged = pl.scan_parquet(store.lines_file(fid)).filter(
+                pl.col("source_line").is_in(held.implode())
+            )
+            lines = pl.concat([lines, staged.select(_QUARANTINE_SOURCE).collect()])
+    else:
+        lines = (
+            pl.scan_parquet(store.lines_file(fid))
+            .filter(pl.col("reason").is_not_null() | pl.col("source_line").is_in(held.implode()))
+            .select(_QUARANTINE_SOURCE)
+            .collect()
+        )
     joined = lines.join(
         status.select(
             "source_line",
@@ -317,11 +395,18 @@ def _refresh_file(
 
     counts = status["status"].value_counts()
     count = dict(zip(counts["status"], counts["count"], strict=True))
-    dates = {d for d in lines["occurred_at"].dt.date().unique().to_list() if d is not None}
+    if fresh is not None:
+        height, dates = fresh.lines, fresh.dates
+    elif old_row is not None:
+        height, dates = old_row["lines"], set(old_row["utc_dates"] or ())
+    else:  # no manifest row (never expected): count from the staged lines
+        staged = pl.read_parquet(store.lines_file(fid), columns=["occurred_at"])
+        height = staged.height
+        dates = set(staged["occurred_at"].dt.date().drop_nulls().unique().to_list())
     row = {
         "source_file": source,
         "file_id": fid,
-        "lines": lines.height,
+        "lines": height,
         "valid": count.get("valid", 0),
         "duplicates": count.get("duplicate", 0),
         "quarantined": quarantined.height,
@@ -340,10 +425,11 @@ def _local_date(timezones: Mapping[str, str]) -> pl.Expr:
 
 
 def write_staging(frame: pl.DataFrame, target: Path) -> None:
-    """Internal staging files: written atomically like the datasets, compressed cheaply
-    (lz4 writes several times faster than zstd; these files are read back within the run
-    and by the daily partitions, never by users)."""
-    with atomic_path(target) as tmp:
+    """Internal staging files: written atomically like the datasets but not fsynced (they are
+    rebuilt from the landing files: see ``_staged``), compressed cheaply (lz4 writes several
+    times faster than zstd; these files are read back within the run and by the daily
+    partitions, never by users)."""
+    with atomic_path(target, durable=False) as tmp:
         frame.write_parquet(tmp, compression="lz4", statistics=True)
 
 

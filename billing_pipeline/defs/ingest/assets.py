@@ -18,7 +18,7 @@ from billing_pipeline.defs.ingest.conservation import conservation_failures
 from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import daily_partitions
 from billing_pipeline.defs.resources import BillingSettings
-from billing_pipeline.ingest.activity import build_activity
+from billing_pipeline.ingest.activity import build_activity_range
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
 from billing_pipeline.ingest.schemas import Envelope, failing_rows
 
@@ -49,7 +49,10 @@ GROUP = "ingest"
 def landing_files(context: AssetExecutionContext, settings: BillingSettings):
     paths = settings.paths()
     store = settings.store()
-    result = ingest_landing(paths.landing, store, settings.timezones(), log=context.log.debug)
+    zones = settings.client_zones()
+    result = ingest_landing(
+        paths.landing, store, zones.timezones, log=context.log.debug, known=zones.known
+    )
     manifest = result.manifest
     run_files = manifest.filter(pl.col("source_file").is_in(result.files_parsed))
     totals = {c: int(manifest[c].sum()) for c in ("lines", "valid", "duplicates", "quarantined")}
@@ -149,18 +152,25 @@ def _quarantine(root) -> pl.DataFrame:
 )
 def activity(context: AssetExecutionContext, settings: BillingSettings):
     store = settings.store()
-    timezones = settings.timezones()
+    zones = settings.client_zones()
     by_client: dict[str, int] = {}
     by_type: dict[str, int] = {}
     problems = []
-    for key in context.partition_keys:
-        day = date.fromisoformat(key)
-        result = build_activity(store, day, timezones)
+    left: dict[str, list[str]] = {}
+    days = [date.fromisoformat(key) for key in context.partition_keys]
+    for result in build_activity_range(store, days, zones.timezones, keep=zones.unzoned):
         for client_id, n in result.events_by_client.items():
             by_client[client_id] = by_client.get(client_id, 0) + n
         for event_type, n in result.events_by_type.items():
             by_type[event_type] = by_type.get(event_type, 0) + n
-        problems.extend(_schema_problems(store, day, list(result.events_by_client)))
+        for client_id in result.clients_left:
+            left.setdefault(client_id, []).append(result.day.isoformat())
+        problems.extend(_schema_problems(store, result.day, list(result.events_by_client)))
+    if zones.unzoned:
+        context.log.warning(
+            "rate card refused and its time zone unreadable; activity left as it was for: "
+            + ", ".join(sorted(zones.unzoned))
+        )
     yield AssetCheckResult(
         check_name="activity_schema",
         passed=not problems,
@@ -172,6 +182,17 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
             "clients": len(by_client),
             "events_by_type": counts_table(by_type, "event_type"),
             "events_by_client": counts_table(by_client, "client_id"),
+            # Clients whose rate card file is refused and has no readable time zone: their
+            # events stay valid but cannot be dated, so their partitions are left as they
+            # were (neither rebuilt nor removed) until the card is fixed.
+            "clients_without_timezone": MetadataValue.md(
+                "\n".join(
+                    f"- {c}: partitions left unchanged"
+                    + (f" ({', '.join(left[c])})" if c in left else " (none existed)")
+                    for c in sorted(zones.unzoned)
+                )
+                or "_none_"
+            ),
         }
     )
 
