@@ -8,25 +8,32 @@ Lua, handlers, decimal conversion of the charges), the peak RSS, and the same ev
 a naive loop that makes one Python->Lua call per event (json.loads + a Lua table per event,
 on a 100k subset, extrapolated) so the ratio shows.
 
-Figures (2-core development machine, shared: load average 3-6 from other test runs, so wall
+It also prints a sha256 of the charges frame (Arrow IPC bytes of the last run): the output
+must stay identical across engine changes. For the default run (1,000,000 events, seed 7):
+1,722,692 charges, 0 errors, charges sha256 prefix ``6a2ad54e5d809f06``.
+
+Figures (2-core development machine, shared: load average 2-5 from other work, so wall
 times are noisy; median of 3 of ``evaluate``), run back to back on the same machine state:
 
-- before (JIT off for rule code, count hook, chunked event tables; HEAD c16c806): median
-  6.22 s = ~161,000 events/s on the loaded machine (its author measured 4.8 s = ~207,000
-  events/s idle), worker CPU ~4.8 s per million;
-- now (instrumented rule source with JIT on, per-type loops, shape-compiled payload
-  decoders, charges in C arrays): median 2.94 s = ~340,000 events/s on the loaded machine
-  (``.venv/bin/python benchmarks/bench_rules.py``), worker CPU ~1.9-2.1 s and parent CPU
-  ~0.78 s per million.
+- JIT off for rule code, count hook, chunked event tables (HEAD c16c806): median 6.22 s =
+  ~161,000 events/s on the loaded machine, worker CPU ~4.8 s per million;
+- instrumented rule source with JIT on, per-type loops, shape-compiled payload decoders,
+  charges in C arrays (e848332): median 2.92 s = ~342,000 events/s, worker CPU ~1.85-2.1 s,
+  parent CPU ~0.70 s per million;
+- now (lazy ``e`` and payload strings, LuaJIT's own allocator with the memory cap on the
+  worker process, charge lines sorted in Lua, results imported through Arrow): median
+  1.47 s = ~680,000 events/s in the same sitting, worker CPU ~0.96-1.0 s, parent CPU
+  ~0.43 s per million. (A second sitting under heavier load: 1.86 s = ~538,000 events/s vs
+  4.55 s = ~220,000 events/s for e848332; worker CPU 0.82-1.0 s vs 2.2-2.7 s.)
 
-The 2,000,000 events/s target is not met; engine.py's docstring says what bounds it (interning
-the unique strings each event carries) and what would get there.
+The 2,000,000 events/s target is not met; engine.py's docstring says what bounds it now.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import random
 import resource
@@ -141,7 +148,7 @@ def build_events(n: int, seed: int = 7) -> pl.DataFrame:
 
 def naive(events: pl.DataFrame, lua_dir: Path) -> float:
     """One Python->Lua call per event: the design the engine avoids."""
-    runtime, _ = new_runtime(256 * 1024**2)
+    runtime, _ = new_runtime()
     source = (lua_dir / "rules" / "default.lua").read_text().replace('require("lib.util")', "UTIL")
     util = runtime.execute((lua_dir / "lib" / "util.lua").read_bytes())
     rules = runtime.execute(b"local UTIL = ...\n" + source.split("\n", 1)[1].encode(), util)
@@ -192,6 +199,8 @@ def main() -> None:
         )
     median = statistics.median(times)
     print(f"engine: median {median:.3f} s = {events.height / median:,.0f} events/s")
+    ipc = result.charges.write_ipc(None, compression="uncompressed").getvalue()
+    print(f"charges sha256: {hashlib.sha256(ipc).hexdigest()[:16]}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS: {peak:,.0f} MiB (parent), {child:,.0f} MiB (largest worker)")

@@ -112,3 +112,62 @@ class Exported:
         if self._schema.release:
             self._schema.release(ctypes.byref(self._schema))
         self._capsule = None
+
+
+# The way back: a bytes object of int32 or float64 values as a polars Series, imported through
+# the Arrow C data interface (``__arrow_c_array__``) instead of a Python sequence (~50 ms for
+# 1.7M values that way, ~2 ms this way). Polars only borrows the bytes for the import; the
+# result is computed into a buffer of its own before the bytes can go away.
+_new_capsule = ctypes.pythonapi.PyCapsule_New
+_new_capsule.restype = ctypes.py_object
+_new_capsule.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+_SchemaRelease = ctypes.CFUNCTYPE(None, ctypes.POINTER(_Schema))
+_ArrayRelease = ctypes.CFUNCTYPE(None, ctypes.POINTER(_Array))
+
+
+@_SchemaRelease
+def _release_schema(schema: Any) -> None:
+    schema.contents.release = _SchemaRelease()
+
+
+@_ArrayRelease
+def _release_array(array: Any) -> None:
+    array.contents.release = _ArrayRelease()
+
+
+class _Borrowed:
+    """One primitive Arrow array over ``data``; valid while this object and ``data`` live."""
+
+    def __init__(self, data: bytes, fmt: bytes, length: int) -> None:
+        self._data = data
+        self._schema = _Schema(format=fmt, name=b"", flags=2, release=_release_schema)
+        address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+        self._buffers = (ctypes.c_void_p * 2)(None, address)
+        self._array = _Array(length=length, n_buffers=2, buffers=self._buffers)
+        self._array.release = _release_array
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]:
+        return (
+            _new_capsule(ctypes.addressof(self._schema), b"arrow_schema", None),
+            _new_capsule(ctypes.addressof(self._array), b"arrow_array", None),
+        )
+
+
+def int32_series(data: bytes) -> pl.Series:
+    """Packed native int32 values as an Int32 Series that owns its memory."""
+    if not data:
+        return pl.Series([], dtype=pl.Int32)
+    borrowed = pl.Series(_Borrowed(data, b"i", len(data) // 4))
+    owned = borrowed + 0  # a new buffer
+    del borrowed
+    return owned
+
+
+def float64_series(data: bytes) -> pl.Series:
+    """Packed native float64 values as a Float64 Series that owns its memory."""
+    if not data:
+        return pl.Series([], dtype=pl.Float64)
+    borrowed = pl.Series(_Borrowed(data, b"g", len(data) // 8))
+    owned = borrowed * 1.0  # a new buffer; keeps -0.0 and NaN
+    del borrowed
+    return owned

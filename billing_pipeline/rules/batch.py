@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import array
 import ctypes
 import datetime
+import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +12,8 @@ from typing import Any
 import polars as pl
 
 from billing_pipeline.decimals import DecimalError, parse_decimal, round_quantity, shortest_decimal
-from billing_pipeline.rules.arrow import Exported
-from billing_pipeline.rules.lua import modules_table, new_runtime, text, to_lua
+from billing_pipeline.rules.arrow import Exported, float64_series, int32_series
+from billing_pipeline.rules.lua import MemoryCap, modules_table, new_runtime, text, to_lua
 from billing_pipeline.rules.model import (
     CHARGES_SCHEMA,
     ERRORS_SCHEMA,
@@ -107,14 +107,17 @@ def run_in_lua(
     budgets: Budgets,
     progress_address: int,
 ) -> RawResult:
-    """Evaluates the batch in a fresh runtime; meant to run in the forked child."""
-    runtime, driver = new_runtime(budgets.memory_bytes)
-    rules, error = load_rules(driver, runtime, modules, root, budgets)
-    if rules is None:
-        return RawResult(load_error=error)
-    frame = columns.frame
-    exported = {name: Exported(frame[name]) for name in frame.columns}
+    """Evaluates the batch in a fresh runtime; runs only in the forked child (it caps the
+    process's memory while Lua runs)."""
+    cap = MemoryCap(budgets.memory_bytes)
+    exported: dict[str, Exported] = {}
     try:
+        runtime, driver = new_runtime()
+        rules, error = load_rules(driver, runtime, modules, root, budgets)
+        if rules is None:
+            return RawResult(load_error=error)
+        frame = columns.frame
+        exported = {name: Exported(frame[name]) for name in frame.columns}
         spec = to_lua(
             runtime,
             {
@@ -126,6 +129,7 @@ def run_in_lua(
                 "n_versions": len(versions),
                 "params": {i + 1: dict(v.params) for i, v in enumerate(versions)},
                 "progress": progress_address,
+                "rlimit_as": resource.RLIMIT_AS,
                 "event_id": exported["event_id"].describe(),
                 "occurred_at": exported["occurred_at_raw"].describe(),
                 "payload": exported["payload"].describe(),
@@ -139,6 +143,7 @@ def run_in_lua(
         run = driver.new_batch(rules, spec)
         result = run(0, frame.height - 1)
     finally:
+        cap.lift()
         for column in exported.values():
             column.close()
     n_out = int(result[b"n_out"])
@@ -166,16 +171,8 @@ def run_in_lua(
     return raw
 
 
-def _ints(data: bytes) -> pl.Series:
-    values = array.array("i")
-    values.frombytes(data)
-    return pl.Series(values, dtype=pl.Int32)
-
-
-def _floats(data: bytes) -> pl.Series:
-    values = array.array("d")
-    values.frombytes(data)
-    return pl.Series(values, dtype=pl.Float64)
+_ints = int32_series
+_floats = float64_series
 
 
 def floats_to_decimal(values: pl.Series) -> pl.Series:
@@ -184,6 +181,12 @@ def floats_to_decimal(values: pl.Series) -> pl.Series:
     Integers (the common case) convert exactly in bulk; other values go through
     ``decimals`` once per distinct value.
     """
+    nan = values.is_nan()
+    if nan.all():  # a basis column with no numeric basis at all
+        return pl.repeat(None, values.len(), dtype=QUANTITY, eager=True)
+    whole = (values == values.floor()) & (values.abs() < 2.0**53)
+    if (whole | nan).all():  # the common case: integers (and NaN = none)
+        return values.cast(pl.Int64, strict=False).cast(QUANTITY)
     frame = pl.DataFrame({"x": values})
     integral = (pl.col("x") == pl.col("x").floor()) & (pl.col("x").abs() < 2.0**53)
     odd = frame.filter(~integral & pl.col("x").is_not_nan())["x"].unique().to_list()
@@ -295,6 +298,8 @@ def to_frames(
         ]
         charge_parts = []
 
+    # one part comes back in input order already (driver.lua sorts the lines by row); parts of
+    # a batch that was split need the sort
     charges = _finish(charge_parts, CHARGES_SCHEMA, rules_file, rules_sha256)
     if error_parts:
         errs = pl.concat(error_parts).sort("_ev", maintain_order=True)
@@ -317,7 +322,7 @@ def to_frames(
 def _finish(parts: list[pl.DataFrame], schema: dict, rules_file: str, sha: str) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema=schema)
-    frame = pl.concat(parts).sort("_ev", maintain_order=True)
+    frame = parts[0] if len(parts) == 1 else pl.concat(parts).sort("_ev", maintain_order=True)
     return frame.with_columns(
         pl.lit(rules_file, dtype=pl.String).alias("rules_file"),
         pl.lit(sha, dtype=pl.String).alias("rules_sha256"),

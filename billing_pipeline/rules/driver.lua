@@ -29,7 +29,24 @@ double strtod(const char *nptr, char **endptr);
 void *realloc(void *ptr, size_t size);
 int memcmp(const void *s1, const void *s2, size_t n);
 void free(void *ptr);
+void *malloc(size_t size);
+void *calloc(size_t nmemb, size_t size);
+typedef struct { uint64_t cur, max; } bp_rlimit;
+int getrlimit(int resource, bp_rlimit *rlim);
+int setrlimit(int resource, const bp_rlimit *rlim);
 ]])
+
+-- The worker's address-space limit is the memory cap (lua.py's MemoryCap); memory the driver
+-- mallocs for charge lines raises it by its size, so only rule code spends the cap.
+local RLIMIT_AS, RLIM_INFINITY = 9, ffi.cast("uint64_t", -1) -- RLIMIT_AS: set by new_batch
+local rlim = ffi.new("bp_rlimit")
+local function allow_more(bytes)
+  if ffi.C.getrlimit(RLIMIT_AS, rlim) == 0 and rlim.cur ~= RLIM_INFINITY then
+    local cur = rlim.cur + bytes
+    rlim.cur = cur < rlim.max and cur or rlim.max
+    ffi.C.setrlimit(RLIMIT_AS, rlim)
+  end
+end
 
 local u8p = ffi.typeof("const uint8_t *")
 local viewp = ffi.typeof("const bp_view *")
@@ -128,9 +145,185 @@ do
   mt.__metatable = false
 end
 
+---------------------------------------------------------------------------------------------
+-- Lazy tables: `e` and payload objects whose unique strings are made only when read
+---------------------------------------------------------------------------------------------
+-- Interning a new unique string costs LuaJIT ~250 ns, and an event carries 3-5 of them
+-- (event_id, occurred_at, order ids, tracking numbers) that most handlers never read. So
+-- `e` holds its cheap fields (shared strings, the payload) from the start and gets
+-- event_id/occurred_at from the columns on read (__index, not stored: the same string comes
+-- back each time); payload objects keep their strings as pending references into the payload
+-- text (see the shape decoders below). A lazy table carries hidden keys (private tables no
+-- rule can name) and a metatable that rule code cannot reach. Whatever could tell a lazy
+-- table from a filled one fills it first (`materialize`): a write to an absent key
+-- (__newindex) and the sandbox's next, pairs, rawget, rawset, getmetatable and setmetatable,
+-- so rules see exactly the tables the eager decoder would give.
+local dgetmetatable, dsetmetatable = debug.getmetatable, debug.setmetatable
+local ROW = {} -- hidden key of a lazy table: the event's row
+local col_ids, col_occ, col_pay -- column readers of the batch being run (set by new_batch)
+local E_MT, P_MT
+local LAZY = {}
+-- A pending payload string is stored under a hidden key (PENDING_KEY[name]) as its position
+-- in the row's payload text: offset * POS_SCALE + length.
+local POS_SCALE = 2 ^ 21
+local PENDING_KEY, PENDING_NAME = {}, {}
+local function pending_key(name)
+  local key = PENDING_KEY[name]
+  if key == nil then
+    key = {}
+    PENDING_KEY[name], PENDING_NAME[key] = key, name
+  end
+  return key
+end
+
+local function materialize(t)
+  local mt = dgetmetatable(t)
+  local r = rawget(t, ROW)
+  if mt == E_MT then
+    rawset(t, ROW, nil)
+    dsetmetatable(t, nil)
+    if r then
+      if rawget(t, "event_id") == nil then
+        rawset(t, "event_id", ffi_string(col_ids(r)))
+      end
+      if rawget(t, "occurred_at") == nil then
+        rawset(t, "occurred_at", ffi_string(col_occ(r)))
+      end
+    end
+  elseif mt == P_MT then
+    local refs, n = {}, 0
+    for k in next, t do
+      if PENDING_NAME[k] then
+        n = n + 1
+        refs[n] = k
+      end
+    end
+    local base = col_pay(r)
+    rawset(t, ROW, nil)
+    dsetmetatable(t, nil)
+    for j = 1, n do
+      local ref = refs[j]
+      local pos = rawget(t, ref)
+      rawset(t, ref, nil)
+      local name = PENDING_NAME[ref]
+      if rawget(t, name) == nil then
+        rawset(t, name, ffi_string(base + floor(pos / POS_SCALE), pos % POS_SCALE))
+      end
+    end
+  end
+end
+
+local function lazy_newindex(t, k, v)
+  if k == nil then
+    error("table index is nil", 2)
+  elseif k ~= k then
+    error("table index is NaN", 2)
+  end
+  materialize(t)
+  rawset(t, k, v)
+end
+
+E_MT = {
+  __index = function(t, k)
+    if k == "event_id" then
+      local r = rawget(t, ROW)
+      if r then
+        return ffi_string(col_ids(r))
+      end
+    elseif k == "occurred_at" then
+      local r = rawget(t, ROW)
+      if r then
+        return ffi_string(col_occ(r))
+      end
+    end
+    return nil
+  end,
+  __newindex = lazy_newindex,
+  __metatable = false,
+}
+LAZY[E_MT] = true
+
+P_MT = {
+  __index = function(t, k)
+    local key = PENDING_KEY[k]
+    if key ~= nil then
+      local pos = rawget(t, key)
+      if pos then
+        local base = col_pay(rawget(t, ROW))
+        return ffi_string(base + floor(pos / POS_SCALE), pos % POS_SCALE)
+      end
+    end
+    return nil
+  end,
+  __newindex = lazy_newindex,
+  __metatable = false,
+}
+LAZY[P_MT] = true
+
+local function type_error(fname, v)
+  return str_format("bad argument #1 to '%s' (table expected, got %s)", fname, type(v))
+end
+
+local function safe_next(t, k)
+  if type(t) ~= "table" then
+    error(type_error("next", t), 2)
+  end
+  if LAZY[dgetmetatable(t)] then
+    materialize(t)
+  end
+  return next(t, k)
+end
+
+local function safe_pairs(t)
+  if type(t) ~= "table" then
+    error(type_error("pairs", t), 2)
+  end
+  if LAZY[dgetmetatable(t)] then
+    materialize(t)
+  end
+  return safe_next, t, nil
+end
+
+local function safe_rawget(t, k)
+  if type(t) ~= "table" then
+    error(type_error("rawget", t), 2)
+  end
+  if LAZY[dgetmetatable(t)] then
+    materialize(t)
+  end
+  return rawget(t, k)
+end
+
+local function safe_getmetatable(...)
+  local v = ...
+  if select("#", ...) == 0 then
+    error("bad argument #1 to 'getmetatable' (value expected)", 2)
+  end
+  if type(v) == "table" and LAZY[dgetmetatable(v)] then
+    materialize(v)
+  end
+  return getmetatable(v)
+end
+
+local function safe_setmetatable(t, mt)
+  if type(t) ~= "table" then
+    error(type_error("setmetatable", t), 2)
+  end
+  if LAZY[dgetmetatable(t)] then
+    materialize(t)
+  end
+  return setmetatable(t, mt)
+end
+
 local function safe_rawset(t, k, v)
+  if type(t) ~= "table" then
+    error(type_error("rawset", t), 2)
+  end
   if protected[t] then
     error("cannot rawset on a read-only table", 2)
+  end
+  if LAZY[dgetmetatable(t)] then
+    materialize(t)
   end
   return rawset(t, k, v)
 end
@@ -152,10 +345,10 @@ local function make_env(modules, on_load)
   local table_lib = copy_fields(table, SAFE_TABLE)
   table_lib.unpack = unpack
   local base = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-    xpcall = xpcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
-    unpack = unpack, rawequal = rawequal, rawget = rawget, rawset = safe_rawset,
-    setmetatable = setmetatable, getmetatable = getmetatable, _VERSION = _VERSION,
+    assert = assert, error = error, ipairs = ipairs, next = safe_next, pairs = safe_pairs,
+    pcall = pcall, xpcall = xpcall, select = select, tonumber = tonumber, tostring = tostring,
+    type = type, unpack = unpack, rawequal = rawequal, rawget = safe_rawget, rawset = safe_rawset,
+    setmetatable = safe_setmetatable, getmetatable = safe_getmetatable, _VERSION = _VERSION,
     string = sandbox_string, __tick = tick,
     table = readonly(table_lib),
     math = readonly(copy_fields(math, SAFE_MATH)),
@@ -467,6 +660,24 @@ local function parse_scalar(p, i, n)
   return v, stop
 end
 
+-- As parse_scalar, for an object's field: a string comes back as its position (a number,
+-- see POS_SCALE) and `true` as third value, to be stored as a pending string.
+local function pending_scalar(p, i, n)
+  if p[i] == 34 then
+    i = i + 1
+    local q = C.memchr(p + i, 34, n - i)
+    if q == nil then
+      return FAIL, i
+    end
+    local len = tonumber(ffi_cast(u8p, q) - (p + i))
+    if len >= POS_SCALE or C.memchr(p + i, 92, len) ~= nil then
+      return FAIL, i
+    end
+    return i * POS_SCALE + len, i + len + 1, true
+  end
+  return parse_scalar(p, i, n)
+end
+
 -- The shape of the value at i: {o = keys, v = shapes} | {a = element shape} | false (scalar).
 local function shape_of(p, i, n, budget)
   budget[1] = budget[1] - 1
@@ -530,7 +741,7 @@ local function shape_of(p, i, n, budget)
   return false, i
 end
 
-local function gen_value(shape, out, var, depth)
+local function gen_value(shape, out, var, depth, refs)
   local function emit(line)
     out[#out + 1] = string.rep("  ", depth) .. line
   end
@@ -540,7 +751,8 @@ local function gen_value(shape, out, var, depth)
   elseif shape.o then
     local keys = shape.o
     emit(str_format("if p[i] ~= 123 then return nil end"))
-    emit(str_format("local %s = tnew(0, %d)", var, #keys))
+    emit(str_format("local %s = tnew(0, %d)", var, #keys + 1))
+    emit(str_format("%s[ROW] = row", var))
     emit("i = i + 1")
     if #keys == 0 then
       emit("if p[i] ~= 125 then return nil end")
@@ -552,8 +764,16 @@ local function gen_value(shape, out, var, depth)
       emit(str_format("i = i + %d", #key + 3))
       local child = "v" .. (depth + 1)
       emit("do")
-      gen_value(shape.v[k], out, child, depth + 1)
-      emit(str_format("  %s[%s] = %s", var, lit, child))
+      if shape.v[k] == false then
+        -- a string field stays pending (hidden key R<n>, see P_MT); other scalars are stored
+        refs[#refs + 1] = key
+        emit(str_format("  local %s, s; %s, i, s = pscalar(p, i, n)", child, child))
+        emit(str_format("  if %s == FAIL then return nil end", child))
+        emit(str_format("  if s then %s[R%d] = %s else %s[%s] = %s end", var, #refs, child, var, lit, child))
+      else
+        gen_value(shape.v[k], out, child, depth + 1, refs)
+        emit(str_format("  %s[%s] = %s", var, lit, child))
+      end
       emit("end")
       emit(str_format("if p[i] ~= %d then return nil end", k < #keys and 44 or 125))
       if k < #keys then
@@ -561,6 +781,7 @@ local function gen_value(shape, out, var, depth)
       end
     end
     emit("i = i + 1")
+    emit(str_format("setmt(%s, P_MT)", var))
   else
     emit("if p[i] ~= 91 then return nil end")
     emit(str_format("local %s = {}", var))
@@ -576,7 +797,7 @@ local function gen_value(shape, out, var, depth)
       end
       local child = "v" .. (depth + 1)
       emit("do")
-      gen_value(elem, out, child, depth + 1)
+      gen_value(elem, out, child, depth + 1, refs)
       emit(str_format("  %s[%d] = %s", var, k, child))
       emit("end")
     end
@@ -597,13 +818,27 @@ local function compile_shape(p, n)
   if not shape or not shape.o or stop ~= n or budget[1] < 0 then
     return nil
   end
-  local out = { "local tnew, memcmp, scalar, FAIL = ...", "return function(p, n)", "local i = 0" }
-  gen_value(shape, out, "t", 1)
+  local body, refs = {}, {}
+  gen_value(shape, body, "t", 1, refs)
+  local out = {
+    "local tnew, memcmp, scalar, pscalar, FAIL, ROW, P_MT, setmt, refs = ...",
+  }
+  for k = 1, #refs do
+    out[#out + 1] = str_format("local R%d = refs[%d]", k, k)
+  end
+  out[#out + 1] = "return function(p, n, row)"
+  out[#out + 1] = "local i = 0"
+  for _, line in ipairs(body) do
+    out[#out + 1] = line
+  end
   out[#out + 1] = "  if i ~= n then return nil end"
   out[#out + 1] = "  return t"
   out[#out + 1] = "end"
+  for k = 1, #refs do
+    refs[k] = pending_key(refs[k])
+  end
   local fn = assert(load(concat(out, "\n"), "=payload shape", "t", {}))
-  return fn(tnew, C.memcmp, parse_scalar, FAIL)
+  return fn(tnew, C.memcmp, parse_scalar, pending_scalar, FAIL, ROW, P_MT, setmetatable, refs)
 end
 
 -- Per event type: a decoder trying the learnt shapes, falling back to the generic one.
@@ -621,15 +856,15 @@ local function new_decoder()
     end
     return t
   end
-  return function(p, n)
+  return function(p, n, row)
     local f = shapes[1]
     if f then
-      local t = f(p, n)
+      local t = f(p, n, row)
       if t then
         return t
       end
       for k = 2, n_shapes do
-        t = shapes[k](p, n)
+        t = shapes[k](p, n, row)
         if t then
           return t
         end
@@ -750,24 +985,20 @@ local function check_basis_string(s)
 end
 
 local RUN_TYPE_SRC = [==[
-local pay, ids, occ, ffi_string, client_id, warehouses, wcode, dates, dcode, rows, pcall,
+local pay, setmetatable, E_MT, ROW, client_id, warehouses, wcode, dates, dcode, rows, pcall,
   charge, ctxs, vcode, begin, finish, decode, h, type_name = ...
 return function(order, lo, hi)
   for j = lo, hi - 1 do
     local i = order[j]
     local p, len = pay(i)
-    local payload = decode(p, len)
-    local ip, il = ids(i)
-    local op, ol = occ(i)
-    local e = {
-      event_id = ffi_string(ip, il),
+    local e = setmetatable({
+      [ROW] = i,
       event_type = type_name,
       client_id = client_id,
       warehouse_id = warehouses[wcode[i]],
-      occurred_at = ffi_string(op, ol),
       activity_date = dates[dcode[i]],
-      payload = payload,
-    }
+      payload = decode(p, len, i),
+    }, E_MT) -- lazy: event_id and occurred_at are made when read
     local row = rows[i]
     local mark = begin(row)
     local ctx = ctxs[vcode[i]]
@@ -781,6 +1012,7 @@ end
 function M.new_batch(rules, spec)
   local client_id = spec.client_id
   local instructions = spec.instructions
+  RLIMIT_AS = spec.rlimit_as or RLIMIT_AS
   set_budget(instructions)
   local types = spec.types -- [code] = event_type (code 0-based)
   local handlers = {}
@@ -815,6 +1047,7 @@ function M.new_batch(rules, spec)
   local o_ev, o_code, o_bs, o_memo, o_q, o_bn
   local function grow()
     local cap = out_cap == 0 and 65536 or out_cap * 2
+    allow_more((cap - out_cap) * 32)
     local function re(p, size)
       local q = C.realloc(p, cap * size)
       if q == nil then
@@ -830,6 +1063,54 @@ function M.new_batch(rules, spec)
     o_bn = ffi_cast(f64w, re(o_bn, 8))
     out_cap = cap
   end
+  -- The types ran one after another: put the charge lines back in input order (a stable
+  -- counting sort on the row, so each event's lines keep their emission order). Python then
+  -- has no sort to do.
+  local function sort_output()
+    if n_out == 0 then
+      return
+    end
+    local max_row = 0
+    for k = 0, n_out - 1 do
+      local r = o_ev[k]
+      if r > max_row then
+        max_row = r
+      end
+    end
+    allow_more(out_cap * 32 + (max_row + 2) * 4)
+    local slot = ffi_cast(i32w, C.calloc(max_row + 2, 4))
+    if slot == nil then
+      error("out of memory for charge lines", 0)
+    end
+    for k = 0, n_out - 1 do
+      local r = o_ev[k] + 1
+      slot[r] = slot[r] + 1
+    end
+    for r = 1, max_row + 1 do
+      slot[r] = slot[r] + slot[r - 1]
+    end
+    local function alloc(size)
+      local q = C.malloc(out_cap * size)
+      if q == nil then
+        error("out of memory for charge lines", 0)
+      end
+      return q
+    end
+    local ev, code = ffi_cast(i32w, alloc(4)), ffi_cast(i32w, alloc(4))
+    local bs, memo = ffi_cast(i32w, alloc(4)), ffi_cast(i32w, alloc(4))
+    local q, bn = ffi_cast(f64w, alloc(8)), ffi_cast(f64w, alloc(8))
+    for k = 0, n_out - 1 do
+      local r = o_ev[k]
+      local d = slot[r]
+      slot[r] = d + 1
+      ev[d], code[d], bs[d], memo[d], q[d], bn[d] = r, o_code[k], o_bs[k], o_memo[k], o_q[k], o_bn[k]
+    end
+    for _, old in ipairs({ o_ev, o_code, o_bs, o_memo, o_q, o_bn, slot }) do
+      C.free(old)
+    end
+    o_ev, o_code, o_bs, o_memo, o_q, o_bn = ev, code, bs, memo, q, bn
+  end
+
   local code_ids, code_list, n_codes = {}, {}, 0
   local str_ids, str_list, n_strs = {}, {}, 0
   local basis_ids = {} -- basis strings already checked
@@ -925,6 +1206,7 @@ function M.new_batch(rules, spec)
   local ids = view_column(spec.event_id)
   local occ = view_column(spec.occurred_at)
   local pay = view_column(spec.payload)
+  col_ids, col_occ, col_pay = ids, occ, pay
   local tcode = int_column(spec.event_type)
   local wcode = int_column(spec.warehouse_id)
   local dcode = int_column(spec.activity_date)
@@ -1005,7 +1287,7 @@ function M.new_batch(rules, spec)
   local function type_runner(h, type_name)
     local fn = assert(load(RUN_TYPE_SRC, "=run_type", "t", {}))
     return fn(
-      pay, ids, occ, ffi_string, client_id, warehouses, wcode, dates, dcode, rows, pcall,
+      pay, setmetatable, E_MT, ROW, client_id, warehouses, wcode, dates, dcode, rows, pcall,
       charge, ctxs, vcode, begin, finish, new_decoder(), h, type_name
     )
   end
@@ -1040,6 +1322,7 @@ function M.new_batch(rules, spec)
       end
     end
     progress[0] = -1
+    sort_output()
     local function addr(p)
       return tonumber(ffi_cast("uintptr_t", p))
     end

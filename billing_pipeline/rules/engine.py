@@ -11,40 +11,52 @@ it. Line numbers are unchanged by the rewrite.
 
 The driver (driver.lua) reads the polars columns in place through the Arrow C data interface
 and LuaJIT's FFI, groups the rows by event type (a counting sort), and runs one loop per
-type, loaded afresh per type so that each has its own traces: build ``e`` (payload decoded
-in Lua), ``pcall`` the handler under its budget, ``charge`` writing to malloc'd C arrays that
-Python copies out in bulk. Payloads are decoded by a decoder generated per event type from
-the shape of its payloads (straight-line code: no loop inside the event loop, which LuaJIT
-would refuse to compile), falling back to the generic decoder for any payload that does not
-match. A failed handler call is run once more, interpreted, under ``xpcall`` so the message
-names the rule's file and line even for errors raised without one.
+type, loaded afresh per type so that each has its own traces: build ``e``, ``pcall`` the
+handler under its budget, ``charge`` writing to malloc'd C arrays, which are put back in
+input order (a stable counting sort on the row) and copied out in bulk; Python imports them
+through the Arrow C interface (no Python object per value). Payloads are decoded by a
+decoder generated per event type from the shape of its payloads (straight-line code: no loop
+inside the event loop, which LuaJIT would refuse to compile), falling back to the generic
+decoder for any payload that does not match. A failed handler call is run once more,
+interpreted, under ``xpcall`` so the message names the rule's file and line even for errors
+raised without one.
 
-Measured on the 2-core development machine (shared, load average 3-6 during the runs) with
+Tables are lazy: interning a new unique string costs LuaJIT ~250 ns, and each event carries
+3-5 (event_id, occurred_at, order ids, tracking numbers) that handlers mostly never read. So
+``e`` gets ``event_id``/``occurred_at`` from the columns on read (a metatable ``__index``),
+and the shape decoders leave payload strings pending (a hidden key holding the string's
+position in the payload text; made on read). The sandbox's ``next``, ``pairs``, ``rawget``,
+``rawset``, ``getmetatable``, ``setmetatable`` and any write to an absent key fill such a
+table completely first (and drop its hidden keys and metatable), so rules see the same
+tables as before; the metatable is never reachable from rule code (tests/rules/test_lazy.py).
+
+Measured on the 2-core development machine (shared, load average 2-5 during the runs) with
 ``benchmarks/bench_rules.py`` (1,000,000 DTC-like events, default rules, sandbox and budgets
-on, median of 3): see that file's docstring for the figures. Before this design (JIT off for
-rule code, count hook, chunked event tables): ~4.8 s per million idle, median 6.2 s on the
-loaded machine, worker CPU 4.8 s; now median 2.9 s (~340,000 events/s) on the same loaded
-machine, worker CPU ~1.9-2.1 s, parent CPU ~0.78 s. The 2,000,000 events/s target is NOT
-met. What bounds it now (measured in the worker, 300k events):
-creating Lua strings. Every event gets ``event_id`` and ``occurred_at`` and its payload's
-string values (order ids, tracking numbers) as new, unique Lua strings; LuaJIT interns every
-string, and interning ~1M unique short strings costs ~200-300 ns each here (a compiled loop
-of ``ffi.string`` alone: 280 ns/string, 190 ns with the GC stopped), i.e. ~1 us per event
-for the 3-5 strings an event has. Without the two envelope strings the event loop drops from
-~480 to ~90 ns/event. The way to 2M/s is to create strings only when a rule reads them:
-``e`` and payload objects as tables whose fields are filled on first read (an ``__index``
-that decodes just that field), with the sandbox's ``next``/``pairs``/``rawget``/
-``getmetatable``/``setmetatable`` filling them completely first, so rules cannot tell the
-difference. The parent side (encode, decimal conversion, frames) is ~0.78 s CPU per million
-and would need the same attention (it alone is over the 0.5 s budget of 2M/s).
+on, median of 3, both engines back to back in one sitting): before (e848332: eager tables,
+lupa's memory-capped allocator, charges sorted in polars) 2.92 s = ~342,000 events/s,
+worker CPU ~1.85-2.1 s, parent CPU ~0.70 s; now 1.47 s = ~680,000 events/s, worker CPU
+~0.96-1.0 s, parent CPU ~0.43 s. Same charges, byte for byte (the benchmark prints a hash).
+Where the gain came from (worker CPU per million): lazy ``e`` ~0.5 s, LuaJIT's own
+allocator instead of lupa's counting one ~0.3 s; parent: Arrow import of the result arrays
+instead of ``array`` -> Series (~0.18 s), the sort moved into Lua (~0.09 s), integral
+quantities converted in one cast. The 2,000,000 events/s target is NOT met. What bounds it
+now: in the worker, GC and table building (``e``, payload objects, the ``opts`` tables),
+``lib/util.lua``'s ``code_part`` (``gsub``, not compiled) for packing materials, the
+``ipairs`` loop inside order.packed's handler (an inner loop in the per-type trace), and
+pickling ~55 MB of charge arrays through a pipe; in the parent, ``encode`` (~0.07 s) and
+building the frames (~0.2 s CPU: gathers of event_id/event_type per charge line, decimals).
 
 Limits: the instruction budget is the counter above (reset per handler call; shared by
-coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume`` re-raise);
-the memory cap is the runtime's ``max_memory`` (the charge arrays live outside the Lua heap;
-what one handler call can add to them is bounded by its budget); the wall clock is enforced by
-running each batch in a forked child (worker.py) that is killed at the deadline. The child
-reports the row it is on, so a runaway C call (a backtracking ``string.find``) is pinned on
-its event, which gets a rule error, and the rest of the batch is evaluated again without it.
+coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume``
+re-raise); the memory cap is a limit on the forked worker's address space
+(``lua.MemoryCap``: what it uses when the runtime starts plus the cap; each runtime has a
+worker of its own, so this is the per-runtime cap of SPEC §5, and LuaJIT runs on its own
+allocator, ~30% faster than lupa's ``max_memory`` one); the charge arrays live outside the
+Lua heap and raise the limit by their own size (what one handler call can add to them is
+bounded by its budget); the wall clock is enforced by running each batch in a forked child
+(worker.py) that is killed at the deadline. The child reports the row it is on, so a runaway
+C call (a backtracking ``string.find``) is pinned on its event, which gets a rule error, and
+the rest of the batch is evaluated again without it.
 """
 
 from __future__ import annotations
@@ -66,7 +78,7 @@ from billing_pipeline.rules.batch import (
     subset,
     to_frames,
 )
-from billing_pipeline.rules.lua import new_runtime, text
+from billing_pipeline.rules.lua import MemoryCap, new_runtime, text
 from billing_pipeline.rules.model import (
     EVENT_COLUMNS,
     Budgets,
@@ -101,12 +113,17 @@ class RuleEngine:
         budgets = self.budgets
 
         def kinds() -> tuple[str | None, list[str], list[str]]:
-            runtime, driver = new_runtime(budgets.memory_bytes)
-            rules, error = load_rules(driver, runtime, modules, root, budgets)
-            if rules is None:
-                return error, [], []
-            names, values = driver.rule_kinds(rules)
-            return None, [text(n) for n in names.values()], [text(v) for v in values.values()]
+            cap = MemoryCap(budgets.memory_bytes)  # in the forked child
+            try:
+                runtime, driver = new_runtime()
+                rules, error = load_rules(driver, runtime, modules, root, budgets)
+                if rules is None:
+                    return error, [], []
+                names, values = driver.rule_kinds(rules)
+                names, values = list(names.values()), list(values.values())
+            finally:
+                cap.lift()
+            return None, [text(n) for n in names], [text(v) for v in values]
 
         outcome = run_with_deadline(kinds, budgets.batch_seconds, self._progress)
         if outcome.kind == "timeout":
