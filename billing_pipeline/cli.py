@@ -8,37 +8,21 @@ that need them, so ``billing ratecard validate`` answers at once.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import NoReturn
+
+from billing_pipeline.cli_args import OneLineParser, UsageError, iso_date
 
 DEMO_DIR = "demo"
 
 
-class _Usage(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _Usage(f"{self.prog}: {message}")
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _parser() -> _Parser:
-    parser = _Parser(prog="billing", description="3PL billing pipeline on Dagster.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="billing", description="3PL billing pipeline on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     demo = sub.add_parser("demo", help="generate a demo month and bill it end to end")
     demo.add_argument("--dir", type=Path, default=Path(DEMO_DIR), help="demo root (./demo)")
@@ -46,14 +30,16 @@ def _parser() -> _Parser:
     demo.add_argument("--events-per-day", type=int, default=1500)
 
     run = sub.add_parser("run", help="bill activity dates through Dagster")
-    run.add_argument("--start", type=_date, required=True)
-    run.add_argument("--end", type=_date, required=True)
+    run.add_argument("--start", type=iso_date, required=True)
+    run.add_argument("--end", type=iso_date, required=True)
     run.add_argument("--client", action="append", dest="clients", metavar="ID")
 
     sub.add_parser("generate", help="synthetic WMS logs, rate cards, ledgers", add_help=False)
 
     rules = sub.add_parser("rules", help="Lua rule tools")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True, parser_class=_Parser)
+    rules_sub = rules.add_subparsers(
+        dest="rules_command", required=True, parser_class=OneLineParser
+    )
     rules_sub.add_parser("test", help="run the rule fixtures", add_help=False)
     rules_sub.add_parser(
         "diff", help="what the current rules and rate card would change, per code", add_help=False
@@ -61,7 +47,9 @@ def _parser() -> _Parser:
     sub.add_parser("explain", help="trace an invoice line or an event (SPEC §8)", add_help=False)
 
     ratecard = sub.add_parser("ratecard", help="rate card tools")
-    rc_sub = ratecard.add_subparsers(dest="ratecard_command", required=True, parser_class=_Parser)
+    rc_sub = ratecard.add_subparsers(
+        dest="ratecard_command", required=True, parser_class=OneLineParser
+    )
     rc_sub.add_parser("validate", help="check rate cards (SPEC §6)", add_help=False)
 
     ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on this project")
@@ -88,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pass_through(prefix, args_list[len(prefix) :])
     try:
         args = _parser().parse_args(args_list)
-    except _Usage as exc:
-        print(f"{exc} (see billing --help)", file=sys.stderr)
+    except UsageError as exc:
+        print(f"billing: {exc}", file=sys.stderr)
         return 2
     if args.command == "run":
         return _run(args.start, args.end, args.clients)

@@ -15,7 +15,6 @@ unpriced charges); 2 bad usage (unknown client, month, line or event; nothing ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -23,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from typing import NoReturn
 
 import polars as pl
 
 from billing_pipeline.charging import month_days, read_charges_state
+from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.config import Paths
 from billing_pipeline.ingest.activity import read_activity
 from billing_pipeline.pricing import price_month
@@ -40,7 +39,7 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 EXAMPLES = 10
 
 
-class ExplainError(Exception):
+class ExplainError(UsageError):
     """A message for standard error and the exit status that goes with it."""
 
     def __init__(self, message: str, status: int = 2) -> None:
@@ -48,13 +47,8 @@ class ExplainError(Exception):
         self.status = status
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ExplainError(f"{message} (see {PROG} --help)")
-
-
-def _parser() -> _Parser:
-    parser = _Parser(prog=PROG, description="Trace an invoice line or an event (SPEC §8).")
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog=PROG, description="Trace an invoice line or an event (SPEC §8).")
     parser.add_argument("--client", required=True, metavar="ID")
     parser.add_argument("--month", required=True, metavar="YYYY-MM")
     what = parser.add_mutually_exclusive_group(required=True)
@@ -72,9 +66,9 @@ def main_explain(argv: Sequence[str]) -> int:
             text = explain_line(context, args.line)
         else:
             text = explain_event(context, args.event)
-    except ExplainError as exc:
+    except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return exc.status
+        return getattr(exc, "status", 2)
     print(text)
     return 0
 

@@ -20,7 +20,6 @@ change.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -29,11 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import NoReturn
 
 import polars as pl
 
 from billing_pipeline.charging import ChargesOutcome, compute_charges, read_charges_state
+from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.config import Paths
 from billing_pipeline.pricing import PricedMonth, price_month
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
@@ -45,13 +44,8 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 EXAMPLES = 5
 
 
-class DiffUsage(Exception):
+class DiffUsage(UsageError):
     """Bad usage or configuration: exit status 2 with this one-line message."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise DiffUsage(f"{message} (see {PROG} --help)")
 
 
 @dataclass
@@ -111,13 +105,13 @@ class Diff:
 
 def main_rules_diff(argv: Sequence[str]) -> int:
     """Entry point of ``billing rules diff``: prints the diff, returns the exit status."""
-    parser = _Parser(prog=PROG, description="Preview what the current rules would change.")
+    parser = OneLineParser(prog=PROG, description="Preview what the current rules would change.")
     parser.add_argument("--client", required=True, metavar="ID")
     parser.add_argument("--month", required=True, metavar="YYYY-MM")
     try:
         args = parser.parse_args(list(argv))
         diff = diff_client_month(Paths.from_env(), args.client, args.month)
-    except DiffUsage as exc:
+    except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     print(render(diff))

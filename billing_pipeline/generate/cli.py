@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
-from typing import NoReturn
 
+from billing_pipeline.cli_args import OneLineParser, UsageError, iso_date
 from billing_pipeline.config import Paths
 from billing_pipeline.generate.billed import billed_amounts
 from billing_pipeline.generate.core import GenerateError, GenerateOptions, generate
@@ -17,25 +15,8 @@ from billing_pipeline.generate.ledger import write_ledger_reports
 PROG = "billing generate"
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    # argparse prints the whole usage block and exits; the contract wants one line and 2.
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> OneLineParser:
+    parser = OneLineParser(
         prog=PROG, description="Write synthetic WMS activity logs and matching rate cards."
     )
     parser.add_argument(
@@ -43,7 +24,7 @@ def _parser() -> _Parser:
     )
     parser.add_argument("--clients", type=int, required=True, help="number of clients, >= 1")
     parser.add_argument(
-        "--start", type=_date, required=True, help="first activity date, YYYY-MM-DD"
+        "--start", type=iso_date, required=True, help="first activity date, YYYY-MM-DD"
     )
     parser.add_argument("--days", type=int, required=True, help="number of days, >= 1")
     parser.add_argument(
@@ -85,7 +66,7 @@ def main_generate(argv: Sequence[str]) -> int:
             overwrite=args.force,
         )
         options.check()
-    except (_UsageError, GenerateError) as exc:
+    except (UsageError, GenerateError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
