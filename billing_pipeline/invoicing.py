@@ -3,17 +3,22 @@
 Gated here as well as by the blocking asset checks: a client-month with rule errors or
 unpriced charges gets no invoice files at all (old ones are removed), whatever run it is
 in, so one client's problem never holds back another client's invoice.
+
+A closed month (``closing``) is never written again. An open month's invoice also carries
+the adjustment lines of the closed months before it whose charges changed after they were
+finalized (SPEC §7; how they are computed: ``billing_pipeline.closing``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 
 import polars as pl
 
+from billing_pipeline import closing
 from billing_pipeline.charging import read_charges_state
 from billing_pipeline.invoices import ActivitySummary, render_invoice_files
 from billing_pipeline.pricing import PricedMonth, price_month
@@ -33,6 +38,9 @@ class InvoiceOutcome:
     total: Decimal | None = None
     lines: int = 0
     currency: str = ""
+    adjustments: int = 0  # adjustment lines on this invoice
+    # closed month -> fingerprint of what its adjustments were computed from (closing)
+    adjustments_checked: dict[str, str] = field(default_factory=dict)
 
 
 def read_charges(store: Store, month: str, client_id: str) -> pl.DataFrame:
@@ -73,11 +81,16 @@ def has_invoice(charges: pl.DataFrame, priced: PricedMonth) -> bool:
     return not charges.is_empty() or any(line.model == "flat" for line in priced.lines)
 
 
-def issue_invoice(store: Store, card: RateCard, month: str) -> InvoiceOutcome:
+def issue_invoice(
+    store: Store, card: RateCard, month: str, status: str = "draft"
+) -> InvoiceOutcome:
+    """Write (or remove) the invoice files of a client-month; ``status="final"`` is the close."""
     client_id = card.client_id
     outcome = InvoiceOutcome(month, client_id, "no_invoice", currency=card.currency)
     folder = store.invoice_dir(month, client_id)
-    if invoice_status(store, month, client_id) == "final":
+    if invoice_status(store, month, client_id) == "final" or closing.is_closed(
+        store, month, client_id
+    ):
         outcome.status, outcome.reason = "final_kept", "finalized invoices never change"
         return outcome
     state = read_charges_state(store, month, client_id)
@@ -92,15 +105,29 @@ def issue_invoice(store: Store, card: RateCard, month: str) -> InvoiceOutcome:
         return outcome
     charges = read_charges(store, month, client_id)
     priced = price_month(card, date.fromisoformat(f"{month}-01"), charges)
-    if not has_invoice(charges, priced):
+    pending = closing.pending_adjustments(store, card, month)
+    outcome.adjustments_checked = pending.checked
+    if pending.waiting:
+        outcome.reason = "adjustments waiting: " + "; ".join(pending.waiting)
+    if not has_invoice(charges, priced) and not pending.adjustments:
         _remove_invoice(store, month, client_id)
-        outcome.reason = "no charges and no flat fee this month"
+        outcome.reason = "; ".join(
+            r for r in ("no charges and no flat fee this month", outcome.reason) if r
+        )
         return outcome
+    if pending.adjustments:
+        extra = closing.adjustment_lines(card, pending, len(priced.lines) + 1)
+        priced = replace(
+            priced,
+            lines=[*priced.lines, *extra],
+            total=priced.total + sum((line.amount for line in extra), Decimal(0)),
+        )
+        outcome.adjustments = len(extra)
     files = render_invoice_files(
         card,
         month,
         priced,
-        status="draft",
+        status=status,
         fingerprints={
             "rules": state["rules_sha256"],
             "ratecard": card.sha256,

@@ -13,6 +13,12 @@ Decisions where the contract is silent:
   summary is given). Decimals are JSON strings, never numbers (a float would lose cents).
 - ``fingerprints`` are written as given; ``ratecard`` defaults to the card's sha256.
 - Rendering a month with unpriced charges raises ``ValueError`` (SPEC §5: no files).
+- Adjustment lines (``billing_pipeline.closing``: charges of a closed month that changed)
+  are lines like any other, model ``adjustment``, category ``adjustments``, code
+  ``ADJ_<CODE>``, quantity 1 and unit_rate = amount = the delta; ``adjusts`` names the
+  invoice and code they correct (``INV-ACME-202610:PICK_ORDER``), and so does the
+  description, which is all the CSV carries (its header is fixed by SPEC §7). The HTML shows
+  them last, under "Adjustments to earlier invoices".
 - The HTML groups lines by category (handling, storage, shipping, value-added, fees) with
   subtotals, shows thousands separators (CSV and JSON stay plain), at most 5 example event
   ids per line, and the input fingerprints in the footer. No scripts, no external links.

@@ -17,6 +17,9 @@ from billing_pipeline.pricing.model import InvoiceLine, PricedMonth
 from billing_pipeline.ratecards.model import CATEGORIES, CATEGORY_TITLES, RateCard
 
 MAX_EXAMPLES = 5
+# Adjustment lines (billing_pipeline.closing) get a section of their own, after the charges.
+ADJUSTMENTS = "adjustments"
+ADJUSTMENTS_TITLE = "Adjustments to earlier invoices"
 
 _CSS = """
 :root { color-scheme: light; }
@@ -90,10 +93,13 @@ def render_html(
         "</header>",
     ]
     known = [c for c in CATEGORIES if any(line.category == c for line in priced.lines)]
-    others = sorted({line.category for line in priced.lines} - set(CATEGORIES))
+    others = sorted({line.category for line in priced.lines} - set(CATEGORIES) - {ADJUSTMENTS})
+    if any(line.category == ADJUSTMENTS for line in priced.lines):
+        others.append(ADJUSTMENTS)
+    titles = {**CATEGORY_TITLES, ADJUSTMENTS: ADJUSTMENTS_TITLE}
     for category in known + others:
         group = [line for line in priced.lines if line.category == category]
-        title = CATEGORY_TITLES.get(category, category)
+        title = titles.get(category, category)
         out.append(_section(title, group, card, minor, activity))
     if not priced.lines:
         out.append("<p>No charges this period.</p>")
@@ -191,6 +197,8 @@ def _activity(line: InvoiceLine, summary: ActivitySummary | None) -> str:
         return "Monthly fee"
     if line.model == "minimum":
         return "Monthly minimum shortfall"
+    if line.adjusts:
+        return f"Corrects <code>{e(line.adjusts)}</code> (finalized invoice : charge code)"
     if summary is None:
         if line.first_date is None:
             return "No activity summary"
