@@ -52,6 +52,12 @@ def _parser() -> OneLineParser:
     )
     rc_sub.add_parser("validate", help="check rate cards (SPEC §6)", add_help=False)
 
+    invoices = sub.add_parser("invoices", help="invoice tools")
+    invoices_sub = invoices.add_subparsers(
+        dest="invoices_command", required=True, parser_class=OneLineParser
+    )
+    invoices_sub.add_parser("close", help="finalize a month's invoices (SPEC §7)", add_help=False)
+
     ui = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on this project")
     ui.add_argument("--demo", action="store_true", help="on the demo's data and instance")
     ui.add_argument("--port", type=int, default=3000)
@@ -65,6 +71,7 @@ _PASS_THROUGH = {
     ("rules", "diff"),
     ("explain",),
     ("ratecard", "validate"),
+    ("invoices", "close"),
 }
 
 
@@ -101,6 +108,10 @@ def _pass_through(prefix: tuple[str, ...], rest: list[str]) -> int:
         from billing_pipeline.rules_diff import main_rules_diff
 
         return main_rules_diff(rest)
+    if prefix == ("invoices", "close"):
+        from billing_pipeline.closing import main_close
+
+        return main_close(rest)
     if prefix == ("explain",):
         from billing_pipeline.explain import main_explain
 

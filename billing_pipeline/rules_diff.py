@@ -33,6 +33,7 @@ import polars as pl
 
 from billing_pipeline.charging import ChargesOutcome, compute_charges, read_charges_state
 from billing_pipeline.cli_args import OneLineParser, UsageError
+from billing_pipeline.closing import ADJUSTMENT_PREFIX
 from billing_pipeline.config import Paths
 from billing_pipeline.pricing import PricedMonth, price_month
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
@@ -164,11 +165,14 @@ def materialized_side(store: Store, card: RateCard, month: str) -> Side:
     }
     if (folder / "invoice_lines.csv").exists():
         with (folder / "invoice_lines.csv").open(encoding="utf-8", newline="") as handle:
+            # Adjustment lines correct earlier months (closing.py); they are not this
+            # month's charges, so they take no part in what a rule change would alter.
             lines = [
                 (row["charge_code"], Decimal(row["quantity"]), Decimal(row["amount"]))
                 for row in csv.DictReader(handle)
+                if not row["charge_code"].startswith(ADJUSTMENT_PREFIX)
             ]
-        total = Decimal(json.loads((folder / "invoice.json").read_text())["total"])
+        total = sum((amount for _, _, amount in lines), Decimal(0))
         source = f"invoice files in {folder}"
     else:
         priced = price_month(card, date.fromisoformat(f"{month}-01"), charges)

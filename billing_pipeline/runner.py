@@ -33,6 +33,7 @@ from dagster import (
 )
 
 from billing_pipeline.charging import read_charges_state
+from billing_pipeline.closing import adjustment_targets
 from billing_pipeline.config import Paths
 from billing_pipeline.defs.charges.assets import charges
 from billing_pipeline.defs.ingest.assets import activity, landing_files
@@ -172,6 +173,14 @@ def run_billing(
             tags = _month_client_range(months, client_range)
             step(f"charges {label} {months[0]}..{months[-1]}", [charges], None, tags)
             step(f"invoices {label} {months[0]}..{months[-1]}", [invoices], None, tags)
+        # A closed month re-charged here bills its corrections on the next open invoice.
+        pairs = [(month, client) for month in months for client in selected]
+        for month, targets in adjustment_targets(Store(paths.data), pairs).items():
+            if month in months:
+                continue  # rendered above, after this run's charges
+            for client in targets:
+                tags = _month_client_range([month], (client, client))
+                step(f"invoices {client} {month} (adjustments)", [invoices], None, tags)
     month_range = {RANGE_START: month_key(months[0]), RANGE_END: month_key(months[-1])}
     step(f"reconciliation {months[0]}..{months[-1]}", [reconciliation], None, month_range)
     store = Store(paths.data)
