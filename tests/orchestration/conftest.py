@@ -15,8 +15,8 @@ from dagster import DagsterInstance, RunRequest, build_sensor_context, instance_
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.definitions import defs
+from billing_pipeline.defs.resources import BillingSettings
 from tests.pipeline.conftest import PG_URL, PROJECT
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
