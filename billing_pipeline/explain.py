@@ -223,6 +223,8 @@ def explain_line(context: _Context, line_no: int) -> str:
             f"(it has lines 1..{len(lines)}; {folder / 'invoice.json'})"
         )
     line = lines[line_no]
+    if line.get("adjusts"):
+        return _explain_adjustment(context, document, line, len(lines))
     days = _line_days(context)
     charges = _charges_of_line(context, line, days)
     minor = context.minor_units()
@@ -247,6 +249,25 @@ def explain_line(context: _Context, line_no: int) -> str:
     out.extend(_rules_text(charges, document))
     out.extend(_events_text(charges, minor))
     return "\n".join(out)
+
+
+def _explain_adjustment(context: _Context, document: dict, line: dict, count: int) -> str:
+    """An adjustment line corrects a finalized invoice (SPEC §7): its events are there."""
+    invoice, _, code = line["adjusts"].partition(":")
+    corrected = f"{invoice[-6:-2]}-{invoice[-2:]}"  # INV-<CLIENT>-<YYYYMM>
+    return "\n".join(
+        [
+            f"Invoice {document['invoice_id']} ({document['status']}), {context.where}, "
+            f"line {line['line_no']} of {count}",
+            f"  {line['charge_code']}: {line['description']}  (GL {line['gl_account']})",
+            f"  amount {line['amount']} {document['currency']}",
+            "",
+            f"An adjustment to finalized invoice {invoice}, charge {code}: what that month",
+            "prices to now, minus what finalized invoices billed for it (closing.py).",
+            f"Its events: billing explain --client {context.client_id} --month {corrected} "
+            f"--event ID, or the {code} line of that invoice.",
+        ]
+    )
 
 
 def _tier_text(line: dict) -> str:

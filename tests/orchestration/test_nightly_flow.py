@@ -15,6 +15,7 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context
 
 from billing_pipeline.closing import main_close
 from billing_pipeline.defs.orchestration.jobs import NIGHT_TAG, RANGE_END, RANGE_START
+from billing_pipeline.explain import main_explain
 from billing_pipeline.rules.fixtures import main_rules_test
 from billing_pipeline.rules_diff import main_rules_diff
 from billing_pipeline.runner import run_billing
@@ -198,6 +199,13 @@ def test_three_nights_late_file_rule_fix_close_and_adjustments(
     # 120.00 + (-3.50 + 1.50 + 2.00 + 3.30) = 123.30
     assert doc["total"] == "123.30"
     assert sum(Decimal(r["amount"]) for r in november) == Decimal("123.30")
+    # billing explain sends an adjustment line to the invoice it corrects.
+    capsys.readouterr()
+    line_no = next(r["line_no"] for r in november if r["charge_code"] == "ADJ_PICK_ORDER")
+    assert main_explain(["--client", "alpha", "--month", "2026-11", "--line", line_no]) == 0
+    explained = capsys.readouterr().out
+    assert "finalized invoice INV-ALPHA-202610, charge PICK_ORDER" in explained
+    assert "--month 2026-10" in explained
     html = (world.invoice("2026-11", "alpha") / "invoice.html").read_text()
     assert "Adjustments to earlier invoices" in html and "INV-ALPHA-202610:PICK_ORDER" in html
 
