@@ -163,3 +163,27 @@ def test_billing_run_for_one_client_bills_only_that_client(
     assert date(2026, 10, 29).isoformat() in instance.get_materialized_partitions(
         AssetKey("activity")
     )
+
+
+def test_an_unpriced_code_blocks_only_that_clients_invoice(
+    billing_env: BillingEnv, instance: DagsterInstance
+) -> None:
+    cards = sorted((billing_env.root / "ratecards").glob("*.yaml"))
+    victim = cards[-1]
+    text = victim.read_text()
+    assert "    SHIP_LABEL:" in text
+    victim.write_text(re.sub(r"^    SHIP_LABEL:.*\n", "", text, flags=re.M))
+
+    report = run_billing(START, END, instance=instance, progress=lambda _: None)
+
+    assert report.has_problems
+    assert _latest_check(instance, "charges", "no_unpriced_charges") == "FAILED"
+    for cm in report.client_months:
+        if not cm.events:
+            continue
+        folder = billing_env.data / "invoices" / cm.month / cm.client_id
+        if cm.client_id == victim.stem:
+            assert "SHIP_LABEL" in cm.unpriced and "unpriced SHIP_LABEL" in cm.problem
+            assert cm.invoice == "none" and not folder.exists()
+        else:
+            assert cm.invoice == "draft" and (folder / "invoice.json").exists()
