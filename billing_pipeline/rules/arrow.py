@@ -114,10 +114,13 @@ class Exported:
         self._capsule = None
 
 
-# The way back: a bytes object of int32 or float64 values as a polars Series, imported through
-# the Arrow C data interface (``__arrow_c_array__``) instead of a Python sequence (~50 ms for
-# 1.7M values that way, ~2 ms this way). Polars only borrows the bytes for the import; the
-# result is computed into a buffer of its own before the bytes can go away.
+# The way back: int32 or float64 values in memory the caller keeps mapped (the worker's shared
+# output, see worker.SharedOutput) as a polars Series, imported through the Arrow C data
+# interface (``__arrow_c_array__``) instead of a Python sequence (~50 ms for 1.7M values that
+# way, ~2 ms this way) and without a copy: the Series borrows the memory. (Arithmetic such as
+# ``s * 1.0`` or ``s.clone()`` does not copy either: polars shares the buffer.) So the memory
+# must stay mapped until every Series computed from it without a copy is gone; to_frames only
+# keeps what gathers, casts to decimals and when/then computed into buffers of their own.
 _new_capsule = ctypes.pythonapi.PyCapsule_New
 _new_capsule.restype = ctypes.py_object
 _new_capsule.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
@@ -136,12 +139,10 @@ def _release_array(array: Any) -> None:
 
 
 class _Borrowed:
-    """One primitive Arrow array over ``data``; valid while this object and ``data`` live."""
+    """One primitive Arrow array over memory at ``address``; valid while that memory lives."""
 
-    def __init__(self, data: bytes, fmt: bytes, length: int) -> None:
-        self._data = data
+    def __init__(self, address: int, fmt: bytes, length: int) -> None:
         self._schema = _Schema(format=fmt, name=b"", flags=2, release=_release_schema)
-        address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
         self._buffers = (ctypes.c_void_p * 2)(None, address)
         self._array = _Array(length=length, n_buffers=2, buffers=self._buffers)
         self._array.release = _release_array
@@ -153,21 +154,13 @@ class _Borrowed:
         )
 
 
-def int32_series(data: bytes) -> pl.Series:
-    """Packed native int32 values as an Int32 Series that owns its memory."""
-    if not data:
-        return pl.Series([], dtype=pl.Int32)
-    borrowed = pl.Series(_Borrowed(data, b"i", len(data) // 4))
-    owned = borrowed + 0  # a new buffer
-    del borrowed
-    return owned
+_FORMATS = {pl.Int32: (b"i", 4), pl.Float64: (b"g", 8)}
 
 
-def float64_series(data: bytes) -> pl.Series:
-    """Packed native float64 values as a Float64 Series that owns its memory."""
-    if not data:
-        return pl.Series([], dtype=pl.Float64)
-    borrowed = pl.Series(_Borrowed(data, b"g", len(data) // 8))
-    owned = borrowed * 1.0  # a new buffer; keeps -0.0 and NaN
-    del borrowed
-    return owned
+def borrowed_series(address: int, nbytes: int, dtype: type[pl.DataType]) -> pl.Series:
+    """Packed native Int32 or Float64 values at ``address`` as a Series over that memory (no
+    copy; valid only while the memory stays mapped, see above)."""
+    fmt, size = _FORMATS[dtype]
+    if nbytes < size:
+        return pl.Series([], dtype=dtype)
+    return pl.Series(_Borrowed(address, fmt, nbytes // size))

@@ -13,8 +13,9 @@ The driver (driver.lua) reads the polars columns in place through the Arrow C da
 and LuaJIT's FFI, groups the rows by event type (a counting sort), and runs one loop per
 type, loaded afresh per type so that each has its own traces: build ``e``, ``pcall`` the
 handler under its budget, ``charge`` writing to malloc'd C arrays, which are put back in
-input order (a stable counting sort on the row) and copied out in bulk; Python imports them
-through the Arrow C interface (no Python object per value). Payloads are decoded by a
+input order (a stable counting sort on the row) and copied out in bulk into memory shared
+with the parent (worker.SharedOutput); the parent imports them in place through the Arrow C
+interface (no Python object per value, no copy). Payloads are decoded by a
 decoder generated per event type from the shape of its payloads (straight-line code: no loop
 inside the event loop, which LuaJIT would refuse to compile), falling back to the generic
 decoder for any payload that does not match. A failed handler call is run once more,
@@ -34,17 +35,62 @@ Measured on the 2-core development machine (shared, load average 2-5 during the 
 ``benchmarks/bench_rules.py`` (1,000,000 DTC-like events, default rules, sandbox and budgets
 on, median of 3, both engines back to back in one sitting): before (e848332: eager tables,
 lupa's memory-capped allocator, charges sorted in polars) 2.92 s = ~342,000 events/s,
-worker CPU ~1.85-2.1 s, parent CPU ~0.70 s; now 1.47 s = ~680,000 events/s, worker CPU
-~0.96-1.0 s, parent CPU ~0.43 s. Same charges, byte for byte (the benchmark prints a hash).
-Where the gain came from (worker CPU per million): lazy ``e`` ~0.5 s, LuaJIT's own
-allocator instead of lupa's counting one ~0.3 s; parent: Arrow import of the result arrays
-instead of ``array`` -> Series (~0.18 s), the sort moved into Lua (~0.09 s), integral
-quantities converted in one cast. The 2,000,000 events/s target is NOT met. What bounds it
-now: in the worker, GC and table building (``e``, payload objects, the ``opts`` tables),
-``lib/util.lua``'s ``code_part`` (``gsub``, not compiled) for packing materials, the
-``ipairs`` loop inside order.packed's handler (an inner loop in the per-type trace), and
-pickling ~55 MB of charge arrays through a pipe; in the parent, ``encode`` (~0.07 s) and
-building the frames (~0.2 s CPU: gathers of event_id/event_type per charge line, decimals).
+worker CPU ~1.85-2.1 s, parent CPU ~0.70 s; d5dd32b 1.47 s = ~680,000 events/s, worker CPU
+~0.96-1.0 s, parent CPU ~0.43 s. Where that gain came from (worker CPU per million): lazy
+``e`` ~0.5 s, LuaJIT's own allocator instead of lupa's counting one ~0.3 s; parent: Arrow
+import of the result arrays instead of ``array`` -> Series (~0.18 s), the sort moved into
+Lua (~0.09 s), integral quantities converted in one cast.
+
+Now, against d5dd32b (same machine, interleaved runs, load average 4-7 from other work, so
+wall times swing by up to 2x from one run to the next). ``bench_rules.py``, two rounds, median
+of 3: d5dd32b 1.72 s and 1.56 s (~580,000-640,000 events/s), now 1.19 s and 1.64 s
+(~610,000-840,000 events/s; single runs 1.10-2.01 s). A harness timing each step (median of
+3 per process, three rounds): evaluate 3.38 -> 1.21 s, 3.86 -> 2.36 s, 1.71 -> 2.11 s;
+parent CPU 0.55-0.57 s -> 0.33-0.38 s in every round; worker CPU 1.08-1.15 s -> 0.76-0.92 s
+in two rounds, 1.71 s in the third (the slow JIT mode, below). Same charges: the benchmark
+prints a hash; with the Lua files of d5dd32b it is 6a2ad54e5d809f06 byte for byte, and
+without the rules_sha256 column (which the util.lua edit changes) it is the same as theirs.
+Step by step:
+
+- charge arrays through shared memory (worker.SharedOutput, a memfd made before the fork)
+  instead of pickled through the pipe: pickle 0.04 s + pipe + unpickle 0.03 s + a 55 MB
+  copy in the child gone; the parent reads the arrays in place (no copy).
+- the parent no longer waits for the child's teardown once the whole result is in
+  (worker.py reaps it on a thread): 0.04-0.06 s of wall time.
+- ``encode`` makes every column one chunk (the child used to do it, 0.035 s), so gathers of
+  event_id per charge line run on one chunk (0.05 s -> 0.005-0.015 s).
+- ``floats_to_decimal`` converts the few fractional quantities (labor hours) on their rows
+  only (scatter) instead of a when/then over every row: 0.09 s -> 0.035 s.
+- ``lib/util.lua``'s ``code_part`` memoizes by material code (``gsub`` is a C call the JIT
+  cannot compile): order.packed 0.27-0.45 s -> 0.18-0.55 s of worker CPU (bimodal, below).
+
+Tried and dropped: taking order.packed's first two materials without the ``ipairs`` loop
+(same charges, messages and lines): ~0.19 s when its loop compiled, but no better on
+average; a larger GC pause (slower: the heap leaves the cache); running each type in chunks
+and re-enabling blacklisted functions with ``jit.on`` (did not stop the bad mode below).
+
+JIT note (measured, not fixed): the worker's time is bimodal, ~0.65-0.9 s or 1.1-1.7 s CPU
+per million, varying between processes and sometimes between runs of one process; most of
+the swing is order.packed (0.18-0.2 s or 0.5-0.65 s). Diagnosed on the loop-less variant
+above (a trace-abort log and the handlers' first bytecode): in the slow mode LuaJIT had
+blacklisted the order.packed handler (traces that start at it, when the interpreter calls it
+through ``pcall`` before the type's loop is compiled, abort with "NYI: return to lower
+frame"; after a few the function is patched to IFUNCF and every trace that records through
+it aborts, so the loop runs interpreted), sometimes ``P_MT.__index`` too, which then slowed
+every later type that reads a payload string. Which mode a worker gets depends on hot
+counter collisions (LuaJIT hashes bytecode addresses into 64 counters), hence on the
+address layout. Keeping handlers from being blacklisted (or calling them so that a trace
+starting in them can return) is the next thing to try.
+
+The 2,000,000 events/s target is NOT met (it needs ~0.5 s for everything). What bounds it
+now, per million events: the worker's Lua loop ~0.6-0.7 s CPU in the good mode
+(order.packed ~0.19 s, order.shipped ~0.15-0.3 s: the ``opts`` table per event and the
+pending label_cost string made on read, order.picked ~0.1 s, the counting sort of charge
+lines ~0.06 s; GC and table building throughout); fork and hand-over ~0.1 s; in the parent
+``encode`` ~0.06-0.1 s (Enum casts of event_type/warehouse_id, the rechunk) and building
+the frames ~0.2-0.3 s wall (event_type per charge line 0.03 s, kept as a gather from the
+caller's column because one from the small table of type names gives other string buffers
+and so other Arrow IPC bytes; decimals of quantities and bases).
 
 Limits: the instruction budget is the counter above (reset per handler call; shared by
 coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume``
@@ -74,6 +120,7 @@ from billing_pipeline.rules.batch import (
     RawResult,
     encode,
     load_rules,
+    read_arrays,
     run_in_lua,
     subset,
     to_frames,
@@ -88,7 +135,7 @@ from billing_pipeline.rules.model import (
     empty_charges,
     empty_errors,
 )
-from billing_pipeline.rules.worker import IDLE, Progress, run_with_deadline
+from billing_pipeline.rules.worker import IDLE, Progress, SharedOutput, run_with_deadline
 
 RuleKind = Literal["handler", "false"]
 
@@ -152,16 +199,22 @@ class RuleEngine:
             return Evaluation(empty_charges(), empty_errors())
         versions = sorted(versions, key=lambda v: v.effective_from)
         columns = encode(events, versions)
-        raws, extra = self._run(columns, modules, rules_file, client_id, versions)
-        charges, errors = to_frames(
-            raws,
-            events,
-            columns,
-            versions,
-            rules_file=rules_file,
-            rules_sha256=sha,
-            extra_errors=extra,
-        )
+        outputs: list[SharedOutput] = []
+        try:
+            raws, extra = self._run(columns, modules, rules_file, client_id, versions, outputs)
+            charges, errors = to_frames(
+                raws,
+                events,
+                columns,
+                versions,
+                rules_file=rules_file,
+                rules_sha256=sha,
+                extra_errors=extra,
+            )
+        finally:
+            # the charge arrays were read in place (read_arrays); the frames own their data
+            for output in outputs:
+                output.close()
         return Evaluation(charges, errors)
 
     def _run(
@@ -171,8 +224,12 @@ class RuleEngine:
         rules_file: str,
         client_id: str,
         versions: Sequence[RateVersion],
+        outputs: list[SharedOutput],
     ) -> tuple[list[RawResult], list[tuple[int, int | None, str]]]:
-        """Runs the batch in children until every event has charges or an error."""
+        """Runs the batch in children until every event has charges or an error.
+
+        Each child writes its charge arrays into a SharedOutput of its own, appended to
+        ``outputs`` for the caller to close once the frames are built."""
         root = mods.module_for_rules_file(rules_file)
         budgets = self.budgets
         stall = min(1.0, budgets.batch_seconds / 4)
@@ -181,19 +238,29 @@ class RuleEngine:
         queue = [columns]
         while queue:
             part = queue.pop()
-            outcome = run_with_deadline(
-                lambda part=part: run_in_lua(
-                    part,
-                    modules=modules,
-                    root=root,
-                    client_id=client_id,
-                    versions=versions,
-                    budgets=budgets,
-                    progress_address=self._progress.address,
-                ),
-                budgets.batch_seconds,
-                self._progress,
-            )
+            output = SharedOutput()
+            try:
+                outcome = run_with_deadline(
+                    lambda part=part, output=output: run_in_lua(
+                        part,
+                        modules=modules,
+                        root=root,
+                        client_id=client_id,
+                        versions=versions,
+                        budgets=budgets,
+                        progress_address=self._progress.address,
+                        output=output,
+                    ),
+                    budgets.batch_seconds,
+                    self._progress,
+                )
+                if outcome.kind == "ok" and outcome.value.n_out:
+                    read_arrays(outcome.value, output)
+                    outputs.append(output)
+                    output = None
+            finally:
+                if output is not None:
+                    output.close()
             if outcome.kind == "ok":
                 raws.append(outcome.value)
                 continue

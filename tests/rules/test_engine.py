@@ -202,3 +202,94 @@ def test_many_events_with_a_few_bad_ones_keep_the_rest():
     assert set(result.errors["line"]) == {28}  # the SHIP_LABEL charge in default.lua
     assert not bad_ids & set(result.charges["event_id"])
     assert result.charges.height > 20000
+
+
+def test_packing_materials_charged_in_order_with_their_error_lines():
+    # lib/util.lua's code_part memoizes by material code: the same codes, charges and errors
+    mat = [{"code": c, "qty": q} for c, q in [("poly-mailer", 2), ("BOX_S", 1), ("box m", 3)]]
+    cases = {
+        "m0": [],
+        "m1": mat[:1],
+        "m2": mat[:2],
+        "m4": [*mat, {"code": "BOX_S", "qty": 4}],
+        "hole": [mat[0], None, mat[2]],
+        "bad1": [7],
+        "bad3": [*mat[:2], 7, mat[2]],
+        "none": None,
+    }
+    rows = []
+    for name, materials in cases.items():
+        payload = {"order_id": "SO-1", "cartons": 1, "inserts": 0}
+        if materials is not None:
+            payload["materials"] = materials
+        rows.append(event(name, "order.packed", payload))
+    result = RuleEngine(SHIPPED).evaluate(
+        frame(rows), client_id="acme", rules_file="default.lua", versions=[]
+    )
+    got: dict[str, list[tuple[str, Decimal]]] = {}
+    for event_id, code, quantity in result.charges.select(
+        "event_id", "charge_code", "quantity"
+    ).iter_rows():
+        got.setdefault(event_id, []).append((code, quantity))
+    mats = [("MAT_POLY_MAILER", 2), ("MAT_BOX_S", 1), ("MAT_BOX_M", 3), ("MAT_BOX_S", 4)]
+    for name, n in [("m0", 0), ("m1", 1), ("m2", 2), ("m4", 4), ("hole", 1)]:
+        expected = [("PACK_CARTON", 1), *mats[:n]]
+        assert got[name] == [(c, Decimal(q)) for c, q in expected], name
+    errors = {r[0]: r[1:] for r in result.errors.select("event_id", "line", "message").rows()}
+    assert set(errors) == {"bad1", "bad3", "none"}
+    index_error = "attempt to index local 'material' (a number value)"
+    assert errors["bad1"] == (21, f"rules/default.lua:21: {index_error}")
+    assert errors["bad3"] == (21, f"rules/default.lua:21: {index_error}")
+    assert errors["none"][0] == 20 and "bad argument #1 to 'ipairs'" in errors["none"][1]
+
+
+def test_fractional_quantities_among_integers_convert_exactly(lua_dir, small_budgets):
+    source = """
+return { t = function(e, charge)
+  charge("Q", e.payload.q)
+  if e.payload.b then charge("B", 1, { basis = e.payload.b }) end
+end }
+"""
+    engine = engine_with(lua_dir, source, small_budgets)
+    values = [1, 0.1 + 0.2, 2.5, 1e-7, 0.0000005, 3, 2.0**53 + 2, 1234.5678905]
+    rows = [event(f"e{i}", "t", {"q": v, "b": v if i % 2 else None}) for i, v in enumerate(values)]
+    result = engine.evaluate(frame(rows), client_id="acme", rules_file="t.lua", versions=[])
+    q = dict(
+        result.charges.filter(pl.col("charge_code") == "Q").select("event_id", "quantity").rows()
+    )
+    assert [q[f"e{i}"] for i in range(len(values))] == [
+        Decimal("1"),
+        Decimal("0.3"),
+        Decimal("2.5"),
+        Decimal("0"),
+        Decimal("0.000001"),
+        Decimal("3"),
+        Decimal("9007199254740994"),
+        Decimal("1234.567891"),
+    ]
+    b = dict(result.charges.filter(pl.col("charge_code") == "B").select("event_id", "basis").rows())
+    assert b == {
+        "e1": Decimal("0.3"),
+        "e3": Decimal("0"),
+        "e5": Decimal("3"),
+        "e7": Decimal("1234.567891"),
+    }
+
+
+def test_evaluate_leaves_no_descriptor_or_child_behind(lua_dir, small_budgets):
+    import os
+    import time
+
+    engine = engine_with(
+        lua_dir, 'return { t = function(e, charge) charge("X", 1) end }', small_budgets
+    )
+    rows = frame([event(f"e{i}", "t") for i in range(100)])
+    engine.evaluate(rows, client_id="acme", rules_file="t.lua", versions=[])  # warm up
+    before = set(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        result = engine.evaluate(rows, client_id="acme", rules_file="t.lua", versions=[])
+        assert result.charges.height == 100
+    time.sleep(0.5)  # children are reaped by a thread once they have sent their result
+    assert set(os.listdir("/proc/self/fd")) <= before
+    with pytest.raises(ChildProcessError):  # no child left, not even a zombie
+        os.waitpid(-1, os.WNOHANG)
