@@ -8,15 +8,24 @@ partitions as soon as those partitions are re-materialized.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import repeat
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, STATUS_SCHEMA
-from billing_pipeline.storage import Store, read_parquet, remove_tree, write_parquet
+from billing_pipeline.storage import (
+    Store,
+    atomic_path,
+    file_id,
+    read_parquet,
+    remove_tree,
+    write_parquet,
+)
 
 ACTIVITY_SCHEMA = {
     "event_id": pl.Utf8,
@@ -87,7 +96,9 @@ def build_activity_range(
         ]
     )
     local = _local_date_expr(zones)
-    statuses: dict[str, pl.DataFrame] = {}
+    sources = dict(zip(manifest["file_id"], manifest["source_file"], strict=True))
+    statuses: list[pl.DataFrame] = []
+    paths: dict[str, list[str]] = {}  # client -> the staging files holding its valid events
     per_client: dict[str, int] = {}
     for fid in candidates["file_id"]:
         status = read_parquet(store.status_file(fid), STATUS_SCHEMA).filter(
@@ -95,53 +106,140 @@ def build_activity_range(
         )
         if status.is_empty():
             continue
-        statuses[fid] = status.select("source_line", "client_id")
+        statuses.append(
+            status.select(
+                pl.lit(sources[fid], pl.Categorical).alias("source_file"),
+                "source_line",
+                pl.col("client_id").cast(pl.Categorical),
+            )
+        )
         for client_id, count in status["client_id"].value_counts().iter_rows():
             per_client[client_id] = per_client.get(client_id, 0) + count
+            paths.setdefault(client_id, []).append(str(store.lines_file(fid)))
+    valid = (
+        pl.concat(statuses, how="vertical_relaxed")
+        if statuses
+        else pl.DataFrame(
+            schema={
+                "source_file": pl.Categorical,
+                "source_line": pl.Int64,
+                "client_id": pl.Categorical,
+            }
+        )
+    )
+    del statuses
+    by_source = {s: file_id(s) for s in sources.values()}
     written: dict[date, set[str]] = {day: set() for day in days}
     files_read: dict[date, set[str]] = {day: set() for day in days}
     # A day of a large warehouse does not fit in memory at once: clients are built in groups
-    # of at most GROUP_ROWS candidate events, each group one pass over the candidate files.
-    for group in _client_groups(per_client):
-        parts: dict[tuple[date, str], list[pl.DataFrame]] = {}
-        for fid, status in statuses.items():
-            wanted = status.filter(pl.col("client_id").is_in(group))
-            if wanted.is_empty():
-                continue
-            lines = (
-                pl.scan_parquet(store.lines_file(fid))
-                .filter(in_span)
-                .join(wanted.lazy().select("source_line"), on="source_line", how="semi")
-                .with_columns(local.alias("activity_date"))
-                .filter(pl.col("activity_date").is_in(days))
-                .select(list(ACTIVITY_SCHEMA))
-                .collect()
+    # of at most GROUP_ROWS candidate events, each group one scan over the staging files
+    # that hold them. Staged lines are sorted by client in small row groups, so a scan
+    # decodes little beyond its clients' rows.
+    order = {
+        path: i for i, path in enumerate(dict.fromkeys(p for ps in paths.values() for p in ps))
+    }
+
+    def scan(clients: list[str]) -> pl.LazyFrame:
+        # In source-file order: each client's rows then come out in (source_file,
+        # source_line) order, staged lines being sorted by client and line.
+        files = sorted({path for c in clients for path in paths[c]}, key=order.get)
+        wanted = valid.filter(pl.col("client_id").is_in(clients)).select(
+            "source_file", "source_line"
+        )
+        return (
+            pl.scan_parquet(files)
+            .filter(pl.col("client_id").is_in(clients) & in_span)
+            .with_columns(pl.col("source_file").cast(pl.Categorical))
+            .join(
+                wanted.lazy(), on=["source_file", "source_line"], how="semi", maintain_order="left"
             )
-            if lines.is_empty():
-                continue
-            for (day, client_id), part in lines.partition_by(
-                "activity_date", "client_id", as_dict=True
-            ).items():
-                files_read[day].add(fid)
-                parts.setdefault((day, client_id), []).append(part)
-            del lines
-        for day, client_id in sorted(parts):
-            rows = pl.concat(parts.pop((day, client_id)), how="vertical_relaxed").sort(
-                "source_file", "source_line"
-            )
-            write_parquet(rows, store.activity_file(day, client_id))
+            .with_columns(pl.col("source_file").cast(pl.Utf8), local.alias("activity_date"))
+            .filter(pl.col("activity_date").is_in(days))
+            .select(list(ACTIVITY_SCHEMA))
+        )
+
+    # A client with more than GROUP_ROWS candidate events is streamed, one day at a time,
+    # from the staged lines straight to its partition file.
+    big = sorted(c for c, n in per_client.items() if n > GROUP_ROWS)
+    for client_id in big:
+        for day, rows in _stream_client(store, client_id, scan([client_id])):
             written[day].add(client_id)
-            result = results[day]
-            result.events_by_client[client_id] = rows.height
+            files_read[day] |= {by_source[s] for s in rows["source_file"].unique()}
+            results[day].events_by_client[client_id] = rows.height
+            counts = results[day].events_by_type
             for event_type, count in rows["event_type"].value_counts().iter_rows():
-                result.events_by_type[event_type] = result.events_by_type.get(event_type, 0) + count
+                counts[event_type] = counts.get(event_type, 0) + count
+    small = {c: n for c, n in per_client.items() if c not in big}
+    for group in _client_groups(small):
+        lines = scan(group).collect()
+        if lines.is_empty():
+            continue
+        read = lines.group_by("activity_date").agg(pl.col("source_file").unique())
+        for day, read_sources in read.iter_rows():
+            files_read[day] |= {by_source[s] for s in read_sources}
+        parts = lines.partition_by("activity_date", "client_id", as_dict=True, maintain_order=True)
+        del lines
+        keys = sorted(parts)
+        # Compressing a partition releases the GIL: two at a time.
+        with ThreadPoolExecutor(2) as writers:
+            for (day, client_id), rows in zip(
+                keys,
+                writers.map(_write_part, repeat(store), keys, [parts[k] for k in keys]),
+                strict=True,
+            ):
+                written[day].add(client_id)
+                result = results[day]
+                result.events_by_client[client_id] = rows.height
+                for event_type, count in rows["event_type"].value_counts().iter_rows():
+                    result.events_by_type[event_type] = (
+                        result.events_by_type.get(event_type, 0) + count
+                    )
+        del parts
     for day in days:
         results[day].files_read = len(files_read[day])
         results[day].clients_left = _remove_stale_clients(store, day, written[day], set(keep))
     return [results[day] for day in days]
 
 
-GROUP_ROWS = 1_000_000
+GROUP_ROWS = 250_000
+
+
+def _stream_client(
+    store: Store, client_id: str, query: pl.LazyFrame
+) -> Iterator[tuple[date, pl.DataFrame]]:
+    """Write a large client's partitions with the streaming engine, one day at a time; for
+    each day written, its rows' source_file, source_line and event_type (read back)."""
+    present = query.select(pl.col("activity_date").unique()).collect(engine="streaming")
+    for day in sorted(present["activity_date"]):
+        target = store.activity_file(day, client_id)
+        with atomic_path(target) as tmp:
+            query.filter(pl.col("activity_date") == day).sink_parquet(
+                tmp, compression="zstd", statistics=True
+            )
+            rows = pl.read_parquet(tmp, columns=["source_file", "source_line", "event_type"])
+            if not _in_source_order(rows):  # not expected: sort in memory
+                full = pl.read_parquet(tmp).sort("source_file", "source_line")
+                full.write_parquet(tmp, compression="zstd", statistics=True)
+                rows = full.select("source_file", "source_line", "event_type")
+                del full
+        yield day, rows
+
+
+def _write_part(store: Store, key: tuple[date, str], rows: pl.DataFrame) -> pl.DataFrame:
+    """Write one (day, client) partition in source order; the rows as written."""
+    if not _in_source_order(rows):
+        rows = rows.sort("source_file", "source_line")
+    write_parquet(rows, store.activity_file(*key))
+    return rows.select("event_type")
+
+
+def _in_source_order(rows: pl.DataFrame) -> bool:
+    """Are the rows sorted by (source_file, source_line)? One linear pass, no sort."""
+    if rows.height < 2:
+        return True
+    file, line = pl.col("source_file"), pl.col("source_line")
+    step = (file > file.shift()) | ((file == file.shift()) & (line > line.shift()))
+    return bool(rows.select(step.slice(1).all()).item())
 
 
 def _client_groups(per_client: Mapping[str, int]) -> list[list[str]]:

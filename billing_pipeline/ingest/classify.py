@@ -4,8 +4,12 @@ Depends on more than one file (duplicates) and on the rate cards (``unknown_clie
 is recomputed for every client touched by a run, over that client's whole register: the key
 columns of every well-formed line of that client ever landed. The first copy of an event
 (by source file path, then line number) wins; a later copy equal to it is a duplicate, a
-later copy that differs is quarantined as ``duplicate_conflict``. Contents are compared
-only for keys that have copies, which are rare, so no per-event hash is stored.
+later copy that differs is quarantined as ``duplicate_conflict``. Each register row keeps a
+64-bit fingerprint of its parsed envelope and payload: copies with equal fingerprints are
+duplicates without reading anything back; copies whose fingerprints differ (or are missing,
+in a register written before fingerprints existed) are compared by content, read from the
+staged lines. Such copies are rare (conflicts), and a fingerprint that changed with a Polars
+upgrade only costs that read, never a wrong verdict.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ REGISTER_SCHEMA = {
     "status": pl.Utf8,
     "reason": pl.Utf8,
     "detail": pl.Utf8,
+    "fingerprint": pl.UInt64,
+    "fingerprint_of": pl.Utf8,
 }
 CONTENT_COLUMNS = ("event_type", "occurred_at", "warehouse_id", "schema_version", "payload")
 
@@ -57,7 +63,58 @@ def classify_client(store: Store, client_id: str, rows: pl.DataFrame, known: boo
     )
 
 
+# Polars' hash is stable within one Polars version only: each row names the version that
+# computed its fingerprint, and a fingerprint of another version is not trusted.
+FINGERPRINT_OF = f"polars-{pl.__version__}"
+
+
+def content_fingerprint() -> pl.Expr:
+    """A 64-bit hash of a staged line's CONTENT_COLUMNS (see FINGERPRINT_OF)."""
+    return pl.struct(list(CONTENT_COLUMNS)).hash(seed=0x5EED)
+
+
 def _compare_copies(store: Store, copies: pl.DataFrame) -> pl.DataFrame:
+    """Verdicts for the later copies. Equal content gives equal fingerprints, and different
+    content different ones (short of a 64-bit collision), so copies whose fingerprints are
+    both known are judged by them; the rest are compared by content read from staging."""
+    winners = copies.filter(pl.col("status") == "valid").select(
+        "event_id",
+        pl.col("source_file").alias("w_file"),
+        pl.col("source_line").alias("w_line"),
+        pl.col("fingerprint").alias("w_fingerprint"),
+    )
+    later = copies.filter(pl.col("status") != "valid").join(winners, on="event_id")
+    known = pl.col("fingerprint").is_not_null() & pl.col("w_fingerprint").is_not_null()
+    settled = later.filter(known).select(
+        "file_id", "source_line", *_verdict(pl.col("fingerprint") == pl.col("w_fingerprint"))
+    )
+    doubtful = later.filter(~known)["event_id"].unique()
+    if doubtful.is_empty():
+        return settled
+    compared = _compare_content(
+        store, copies.filter(pl.col("event_id").is_in(doubtful.implode()))
+    ).join(settled, on=["file_id", "source_line"], how="anti")
+    return pl.concat([settled, compared], how="vertical_relaxed")
+
+
+def _verdict(same: pl.Expr) -> list[pl.Expr]:
+    """v_status, v_reason, v_detail of a later copy (needs w_file and w_line)."""
+    return [
+        pl.when(same).then(pl.lit("duplicate")).otherwise(pl.lit("quarantined")).alias("v_status"),
+        pl.when(same)
+        .then(pl.lit(None, pl.Utf8))
+        .otherwise(pl.lit("duplicate_conflict"))
+        .alias("v_reason"),
+        pl.when(same)
+        .then(pl.lit(None, pl.Utf8))
+        .otherwise(
+            pl.format("differs from the first copy at {}:{}", pl.col("w_file"), pl.col("w_line"))
+        )
+        .alias("v_detail"),
+    ]
+
+
+def _compare_content(store: Store, copies: pl.DataFrame) -> pl.DataFrame:
     content = _load_content(store, copies)
     with_content = copies.join(content, on=["file_id", "source_line"], how="left")
     winners = with_content.filter(pl.col("status") == "valid").select(
@@ -68,18 +125,7 @@ def _compare_copies(store: Store, copies: pl.DataFrame) -> pl.DataFrame:
     )
     later = with_content.filter(pl.col("status") != "valid").join(winners, on="event_id")
     same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"w_{c}")) for c in CONTENT_COLUMNS])
-    return later.select(
-        "file_id",
-        "source_line",
-        pl.when(same).then(pl.lit("duplicate")).otherwise(pl.lit("quarantined")).alias("v_status"),
-        pl.when(same).then(None).otherwise(pl.lit("duplicate_conflict")).alias("v_reason"),
-        pl.when(same)
-        .then(None)
-        .otherwise(
-            pl.format("differs from the first copy at {}:{}", pl.col("w_file"), pl.col("w_line"))
-        )
-        .alias("v_detail"),
-    )
+    return later.select("file_id", "source_line", *_verdict(same))
 
 
 def _load_content(store: Store, copies: pl.DataFrame) -> pl.DataFrame:
@@ -93,4 +139,14 @@ def _load_content(store: Store, copies: pl.DataFrame) -> pl.DataFrame:
 
 
 def load_register(store: Store, client_id: str) -> pl.DataFrame:
-    return read_parquet(store.register_file(client_id), REGISTER_SCHEMA)
+    """A client's register. Fingerprints another Polars version computed, or missing in a
+    register written before they existed, are null: such copies are compared by content."""
+    frame = read_parquet(store.register_file(client_id), REGISTER_SCHEMA)
+    if "fingerprint" not in frame.columns:
+        return frame.with_columns(
+            pl.lit(None, pl.UInt64).alias("fingerprint"),
+            pl.lit(None, pl.Utf8).alias("fingerprint_of"),
+        )
+    return frame.with_columns(
+        pl.when(pl.col("fingerprint_of") == FINGERPRINT_OF).then(pl.col("fingerprint"))
+    )

@@ -16,14 +16,23 @@ knows which partitions to re-materialize.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.ingest.classify import REGISTER_SCHEMA, classify_client, load_register
+from billing_pipeline.ingest.classify import (
+    FINGERPRINT_OF,
+    REGISTER_SCHEMA,
+    classify_client,
+    content_fingerprint,
+    load_register,
+)
 from billing_pipeline.ingest.reading import file_sha256, list_landing_files
 from billing_pipeline.ingest.validation import parse_files
 from billing_pipeline.storage import (
@@ -72,6 +81,13 @@ CLIENTS_SCHEMA = {"client_id": pl.Utf8, "timezone": pl.Utf8}
 # that a batch's Python objects stay well under the memory budget.
 BATCH_BYTES = 48 * 1024 * 1024
 GZ_RATIO = 5
+# Runs with more than PARALLEL_MIN_BYTES of text to parse use PARSE_WORKERS processes
+# (spawned, not forked: Polars keeps threads), each parsing batches of POOL_BATCH_BYTES and
+# writing their staging itself; smaller runs parse in-process (a spawn costs about a second).
+PARSE_WORKERS = 2
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+POOL_BATCH_BYTES = 16 * 1024 * 1024
+REFRESH_THREADS = 2
 # File-level problems (reading.py) a manifest row names, beyond the per-line reasons.
 FILE_PROBLEMS = ("unreadable_file", "invalid_encoding", "line_too_long")
 
@@ -109,6 +125,87 @@ class _Fresh:
     refused: pl.DataFrame  # _QUARANTINE_SOURCE columns of the lines with a parse reason
 
 
+@dataclass
+class _Parsed:
+    """One file parsed in this run: all the run needs of it (its lines are in staging)."""
+
+    source: str
+    sha: str
+    file_id: str
+    blank: int
+    problem: str | None
+    fresh: _Fresh
+
+
+_Batch = tuple[list[_Parsed], dict[str, pl.DataFrame]]
+
+
+def _parse_batch(batch: list[tuple[Path, str, str]], root: Path) -> _Batch:
+    """Parse a batch of files and write their staged lines; what the run needs of each file,
+    and the batch's register rows by client (compact: see ``_register_rows``).
+
+    Runs in-process or in a worker process; what it returns is small next to the lines.
+    """
+    store = Store(root)
+    out = []
+    register = []
+    results = parse_files([(path, source) for path, source, _ in batch])
+    for (_, source, sha), (lines, blank) in zip(batch, results, strict=True):
+        fid = file_id(source)
+        # Sorted by client, in small row groups: the activity build reads a group of clients
+        # at a time, and row-group statistics let it skip the other clients' rows.
+        write_staging(
+            lines.sort("client_id", "source_line", nulls_last=True),
+            store.lines_file(fid),
+            row_group_size=LINES_ROW_GROUP,
+        )
+        refused = lines.filter(pl.col("reason").is_not_null())
+        problems = refused.filter(pl.col("reason").is_in(FILE_PROBLEMS))["reason"].unique()
+        dates = set(lines["occurred_at"].dt.date().drop_nulls().unique().to_list())
+        out.append(
+            _Parsed(
+                source=source,
+                sha=sha,
+                file_id=fid,
+                blank=blank,
+                problem=", ".join(problems.sort()) or None,
+                fresh=_Fresh(lines.height, dates, refused.select(_QUARANTINE_SOURCE)),
+            )
+        )
+        register.append(_register_rows(lines, fid))
+    del results
+    rows = pl.concat(register, how="vertical_relaxed")
+    by_client = {
+        key[0]: part.drop("client_id")
+        for key, part in rows.partition_by("client_id", as_dict=True).items()
+    }
+    return out, by_client
+
+
+def _parse_all(todo: list[tuple[Path, str, str]], store: Store) -> Iterator[_Batch]:
+    """Every file of ``todo`` parsed and staged, in ``todo`` order."""
+    total = sum(_text_size(path) for path, _, _ in todo)
+    if PARSE_WORKERS < 2 or total < PARALLEL_MIN_BYTES:
+        for batch in _batches(todo, BATCH_BYTES):
+            yield _parse_batch(batch, store.root)
+        return
+    batches = list(_batches(todo, POOL_BATCH_BYTES))
+    done = 0
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(PARSE_WORKERS, mp_context=context) as pool:
+            futures = [pool.submit(_parse_batch, batch, store.root) for batch in batches]
+            for future in futures:
+                parsed = future.result()
+                done += 1
+                yield parsed
+    except BrokenProcessPool:
+        # A worker could not start or died (a main module that cannot be re-imported, the
+        # OOM killer): what is left is parsed here, more slowly but the same.
+        for batch in batches[done:]:
+            yield _parse_batch(batch, store.root)
+
+
 def ingest_landing(
     landing_dir: Path,
     store: Store,
@@ -130,37 +227,28 @@ def ingest_landing(
     paths = list_landing_files(landing_dir)
     result.files_seen = len(paths)
 
-    new_rows: list[pl.DataFrame] = []
+    new_rows: dict[str, list[pl.DataFrame]] = {}  # client -> its new register rows
     parsed: dict[str, tuple[int, str | None]] = {}  # file_id -> (blank lines, problem)
     fresh_files: dict[str, _Fresh] = {}
     todo = []
-    for path in paths:
+    with ThreadPoolExecutor(2) as hashing:  # hashlib releases the GIL on big blocks
+        shas = list(hashing.map(file_sha256, paths))
+    for path, sha in zip(paths, shas, strict=True):
         source = path.relative_to(landing_dir).as_posix()
-        sha = file_sha256(path)
         if known_sha.get(source) == sha and _staged(store, file_id(source)):
             continue
         todo.append((path, source, sha))
-    for batch in _batches(todo):
-        results = parse_files([(path, source) for path, source, _ in batch])
-        for (_, source, sha), (lines, blank) in zip(batch, results, strict=True):
-            fid = file_id(source)
-            write_staging(lines, store.lines_file(fid))
-            refused = lines.filter(pl.col("reason").is_not_null())
-            problems = refused.filter(pl.col("reason").is_in(FILE_PROBLEMS))["reason"].unique()
-            parsed[fid] = (blank, ", ".join(problems.sort()) or None)
-            dates = set(lines["occurred_at"].dt.date().drop_nulls().unique().to_list())
-            fresh_files[fid] = _Fresh(lines.height, dates, refused.select(_QUARANTINE_SOURCE))
-            known_sha[source] = sha
-            result.files_parsed.append(source)
-            new_rows.append(_register_rows(lines, fid))
-            log(f"parsed {source}: {lines.height} lines")
-        del results, lines
-    fresh = (
-        pl.concat(new_rows, how="vertical_relaxed")
-        if new_rows
-        else pl.DataFrame(schema={"client_id": pl.Utf8, **REGISTER_SCHEMA})
-    )
-    del new_rows
+    for files, by_client in _parse_all(todo, store):
+        for parsed_file in files:
+            fid = parsed_file.file_id
+            parsed[fid] = (parsed_file.blank, parsed_file.problem)
+            fresh_files[fid] = parsed_file.fresh
+            known_sha[parsed_file.source] = parsed_file.sha
+            result.files_parsed.append(parsed_file.source)
+            log(f"parsed {parsed_file.source}: {parsed_file.fresh.lines} lines")
+        for client_id, rows in by_client.items():
+            new_rows.setdefault(client_id, []).append(rows)
+        del files, by_client
     changed_files = set(parsed)
 
     clients_before = read_parquet(store.clients_file(), CLIENTS_SCHEMA)
@@ -168,11 +256,7 @@ def ingest_landing(
     # a re-parsed file may have lost a client that its old version had.
     flipped = set(clients_before["client_id"]) ^ known_clients
     dropped = _clients_in(store, changed_files & set(old_manifest["file_id"]))
-    fresh_by_client = {
-        key[0]: part.drop("client_id")
-        for key, part in fresh.partition_by("client_id", as_dict=True).items()
-    }
-    del fresh
+    fresh_by_client = new_rows
     affected = sorted(
         set(fresh_by_client) | _registered(store, flipped) | _registered(store, dropped)
     )
@@ -221,17 +305,24 @@ def ingest_landing(
     by_id = {file_id(s): s for s in known_sha}
     manifest = {row["file_id"]: row for row in old_manifest.iter_rows(named=True)}
     empty_changes = pl.DataFrame(schema=STATUS_SCHEMA)
-    for fid in refresh:
-        source = by_id[fid]
-        row, dates = _refresh_file(
+
+    def refresh_one(fid: str) -> tuple[dict, set[date]]:
+        return _refresh_file(
             store,
             fid,
-            source,
+            by_id[fid],
             changes_by_file.pop(fid, empty_changes),
             timezones,
             fresh=fresh_files.pop(fid, None),
             old_row=manifest.get(fid),
         )
+
+    # Files are independent; Polars and the file system release the GIL, so two threads
+    # overlap one file's writes with the next one's work.
+    with ThreadPoolExecutor(REFRESH_THREADS) as threads:
+        refreshed = list(threads.map(refresh_one, refresh))
+    for fid, (row, dates) in zip(refresh, refreshed, strict=True):
+        source = by_id[fid]
         blank, problem = parsed.get(fid, (manifest.get(fid, {}).get("blank_lines", 0), None))
         if fid not in parsed and fid in manifest:
             problem = manifest[fid]["problem"]
@@ -255,22 +346,38 @@ def _staged(store: Store, fid: str) -> bool:
         return False
 
 
-def _plain(rows: pl.DataFrame | None) -> pl.DataFrame:
-    """Register rows with their categorical columns (compact in memory) back as text."""
-    if rows is None:
+def _plain(parts: list[pl.DataFrame] | None) -> pl.DataFrame:
+    """New register rows in full: categorical columns (compact in memory) back as text, the
+    status columns (all null until classified) and the fingerprint's version added."""
+    if not parts:
         return pl.DataFrame(schema=REGISTER_SCHEMA)
-    return rows.with_columns(pl.col("file_id", "source_file").cast(pl.Utf8))
+    return (
+        pl.concat(parts, how="vertical_relaxed")
+        .with_columns(
+            pl.col("file_id", "source_file").cast(pl.Utf8),
+            pl.lit(None, pl.Utf8).alias("status"),
+            pl.lit(None, pl.Utf8).alias("reason"),
+            pl.lit(None, pl.Utf8).alias("detail"),
+            pl.lit(FINGERPRINT_OF, pl.Utf8).alias("fingerprint_of"),
+        )
+        .select(list(REGISTER_SCHEMA))
+    )
 
 
-def _batches(todo: list[tuple[Path, str, str]]) -> Iterator[list[tuple[Path, str, str]]]:
-    """Files in path order, grouped so that one batch holds about BATCH_BYTES of text."""
+def _text_size(path: Path) -> int:
+    return path.stat().st_size * (GZ_RATIO if path.name.endswith(".gz") else 1)
+
+
+def _batches(
+    todo: list[tuple[Path, str, str]], limit: int = BATCH_BYTES
+) -> Iterator[list[tuple[Path, str, str]]]:
+    """Files in path order, grouped so that one batch holds about ``limit`` bytes of text."""
     batch: list[tuple[Path, str, str]] = []
     size = 0
     for item in todo:
-        path = item[0]
-        size += path.stat().st_size * (GZ_RATIO if path.name.endswith(".gz") else 1)
+        size += _text_size(item[0])
         batch.append(item)
-        if size >= BATCH_BYTES:
+        if size >= limit:
             yield batch
             batch, size = [], 0
     if batch:
@@ -278,7 +385,8 @@ def _batches(todo: list[tuple[Path, str, str]]) -> Iterator[list[tuple[Path, str
 
 
 def _register_rows(lines: pl.DataFrame, fid: str) -> pl.DataFrame:
-    """The well-formed lines of a file, as register rows awaiting classification."""
+    """The well-formed lines of a file as compact register rows awaiting classification
+    (``_plain`` completes them): a run holds these for every line it parsed."""
     return lines.filter(pl.col("reason").is_null()).select(
         "client_id",
         "event_id",
@@ -286,9 +394,7 @@ def _register_rows(lines: pl.DataFrame, fid: str) -> pl.DataFrame:
         pl.col("source_file").cast(pl.Categorical),
         "source_line",
         pl.col("occurred_at").dt.date().alias("utc_date"),
-        pl.lit(None, pl.Utf8).alias("status"),
-        pl.lit(None, pl.Utf8).alias("reason"),
-        pl.lit(None, pl.Utf8).alias("detail"),
+        content_fingerprint().alias("fingerprint"),
     )
 
 
@@ -424,13 +530,16 @@ def _local_date(timezones: Mapping[str, str]) -> pl.Expr:
     return expr
 
 
-def write_staging(frame: pl.DataFrame, target: Path) -> None:
+LINES_ROW_GROUP = 1024
+
+
+def write_staging(frame: pl.DataFrame, target: Path, row_group_size: int | None = None) -> None:
     """Internal staging files: written atomically like the datasets but not fsynced (they are
     rebuilt from the landing files: see ``_staged``), compressed cheaply (lz4 writes several
     times faster than zstd; these files are read back within the run and by the daily
     partitions, never by users)."""
     with atomic_path(target, durable=False) as tmp:
-        frame.write_parquet(tmp, compression="lz4", statistics=True)
+        frame.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=row_group_size)
 
 
 def dates_around(days: set[date]) -> set[date]:
