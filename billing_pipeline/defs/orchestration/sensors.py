@@ -46,6 +46,7 @@ from dagster import (
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from billing_pipeline import closing
+from billing_pipeline.defs.code_versions import lua_tree_hash
 from billing_pipeline.defs.orchestration.jobs import (
     CAUSE_TAG,
     NIGHT_TAG,
@@ -267,14 +268,8 @@ def billing_clients_sensor(context: SensorEvaluationContext, settings: BillingSe
 
 
 def lua_tree_version(settings: BillingSettings) -> str:
-    """sha256 over the Lua tree now (defs/code_versions.py does it once, at load time)."""
-    root = settings.paths().lua
-    digest = hashlib.sha256(b"billing-pipeline charges v1\n")
-    if root.is_dir():
-        for path in sorted(root.rglob("*.lua")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    """The Lua tree's hash now (the charges code version is the same hash at load time)."""
+    return lua_tree_hash(settings.paths().lua)
 
 
 def ratecard_versions(settings: BillingSettings) -> dict[str, str]:
