@@ -7,15 +7,14 @@ file the invoice step reads (fingerprints, rule-error and unpriced counts).
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 
 import polars as pl
 
 from billing_pipeline.ingest.activity import read_activity
+from billing_pipeline.months import first_day, month_days
 from billing_pipeline.pricing import price_month
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import (
@@ -67,12 +66,6 @@ class ChargesOutcome:
         }
 
 
-def month_days(month: str) -> list[date]:
-    first = date.fromisoformat(f"{month}-01")
-    count = calendar.monthrange(first.year, first.month)[1]
-    return [first + timedelta(days=i) for i in range(count)]
-
-
 def events_fingerprint(events: pl.DataFrame) -> str:
     """sha256 over the month's events (id, type, date, payload), independent of row order."""
     digest = hashlib.sha256()
@@ -107,7 +100,7 @@ def compute_charges(store: Store, engine: RuleEngine, card: RateCard, month: str
         # The rules file itself is broken: every event of the month is in error.
         charges = pl.DataFrame(schema=CHARGES_SCHEMA)
         errors = _load_failure(events, card.rules, str(exc))
-    priced = price_month(card, date.fromisoformat(f"{month}-01"), charges)
+    priced = price_month(card, first_day(month), charges)
     by_type = (
         dict(events["event_type"].value_counts().sort("event_type").iter_rows())
         if not events.is_empty()

@@ -66,6 +66,7 @@ from billing_pipeline.charging import charges_state_file, read_charges_state
 from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.config import Paths
 from billing_pipeline.invoices.model import invoice_id
+from billing_pipeline.months import first_day, next_month
 from billing_pipeline.pricing import price_month
 from billing_pipeline.pricing.model import InvoiceLine
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
@@ -103,11 +104,6 @@ def closed_months(store: Store, client_id: str) -> list[str]:
     return sorted(
         p.name for p in root.iterdir() if MONTH.match(p.name) and (p / f"{client_id}.json").exists()
     )
-
-
-def next_month(month: str) -> str:
-    year, mon = int(month[:4]), int(month[5:])
-    return f"{year + mon // 12}-{mon % 12 + 1:02d}"
 
 
 def adjustment_target(store: Store, client_id: str, month: str) -> str:
@@ -233,7 +229,7 @@ def pending_adjustments(store: Store, card: RateCard, month: str) -> PendingAdju
             pending.waiting.append(f"{earlier}: charges blocked")
             continue
         charges = invoicing.read_charges(store, earlier, client_id)
-        priced = price_month(card, date.fromisoformat(f"{earlier}-01"), charges)
+        priced = price_month(card, first_day(earlier), charges)
         has = invoicing.has_invoice(charges, priced)
         current = _amounts(priced.lines) if has else {}
         billed = _billed(store, client_id, earlier, closed)
@@ -263,7 +259,7 @@ def adjustment_lines(
     minor = card.minor_units
     lines = []
     for n, adj in enumerate(pending.adjustments):
-        version = card.closing_version(date.fromisoformat(f"{adj.period}-01"))
+        version = card.closing_version(first_day(adj.period))
         lines.append(
             InvoiceLine(
                 line_no=first_line_no + n,
@@ -378,7 +374,7 @@ def close_client_month(store: Store, card: RateCard, month: str) -> CloseOutcome
         # Finalized, but the snapshot was never written (a close interrupted): record it.
         _write_snapshot(store, month, client_id, snapshot_from_invoice(store, card, month, {}))
         return outcome
-    first = date.fromisoformat(f"{month}-01")
+    first = first_day(month)
     state = read_charges_state(store, month, client_id)
     if state is None and card.first_effective <= last_day_of_month(first):
         outcome.status = "not_computed"
@@ -411,7 +407,7 @@ def close_month(
     if not MONTH.match(month):
         raise CloseUsage(f"--month must be YYYY-MM, got {month!r}")
     today = today or date.today()
-    if date.fromisoformat(f"{next_month(month)}-01") > today:
+    if first_day(next_month(month)) > today:
         raise CloseUsage(f"{month} has not ended yet (today is {today}): nothing to close")
     try:
         cards, bad = load_ratecards(paths.ratecards)

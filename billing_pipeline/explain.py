@@ -25,10 +25,11 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import polars as pl
 
-from billing_pipeline.charging import month_days, read_charges_state
+from billing_pipeline.charging import read_charges_state
 from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.config import Paths
 from billing_pipeline.ingest.activity import read_activity
+from billing_pipeline.months import first_day, month_days
 from billing_pipeline.pricing import price_month
 from billing_pipeline.ratecards import ChargeSpec, RateCard, RateCardError, load_ratecards
 from billing_pipeline.rules import CHARGES_SCHEMA, ERRORS_SCHEMA, RuleEngine, RuleLoadError
@@ -155,7 +156,7 @@ def _line_days(context: _Context) -> dict[int, tuple[date, ...]] | None:
         return None
     if document.get("fingerprints", {}).get("ratecard") != card.sha256:
         return None
-    priced = price_month(card, date.fromisoformat(f"{context.month}-01"), context.charges)
+    priced = price_month(card, first_day(context.month), context.charges)
     return {line.line_no: line.days for line in priced.lines}
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import date
 from decimal import Decimal
 
 import polars as pl
@@ -21,6 +20,7 @@ import polars as pl
 from billing_pipeline import closing
 from billing_pipeline.charging import read_charges_state
 from billing_pipeline.invoices import ActivitySummary, render_invoice_files
+from billing_pipeline.months import first_day
 from billing_pipeline.pricing import PricedMonth, price_month
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.storage import Store, remove_tree, write_bytes
@@ -104,7 +104,7 @@ def issue_invoice(
         outcome.reason = _blocked_reason(state)
         return outcome
     charges = read_charges(store, month, client_id)
-    priced = price_month(card, date.fromisoformat(f"{month}-01"), charges)
+    priced = price_month(card, first_day(month), charges)
     pending = closing.pending_adjustments(store, card, month)
     outcome.adjustments_checked = pending.checked
     if pending.waiting:

@@ -26,7 +26,6 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 
 import polars as pl
@@ -35,6 +34,7 @@ from billing_pipeline.charging import ChargesOutcome, compute_charges, read_char
 from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.closing import ADJUSTMENT_PREFIX
 from billing_pipeline.config import Paths
+from billing_pipeline.months import first_day
 from billing_pipeline.pricing import PricedMonth, price_month
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
 from billing_pipeline.rules import ERRORS_SCHEMA, RuleEngine
@@ -175,7 +175,7 @@ def materialized_side(store: Store, card: RateCard, month: str) -> Side:
         total = sum((amount for _, _, amount in lines), Decimal(0))
         source = f"invoice files in {folder}"
     else:
-        priced = price_month(card, date.fromisoformat(f"{month}-01"), charges)
+        priced = price_month(card, first_day(month), charges)
         lines, total = _priced_lines(priced), priced.total
         source = "stored charges priced with the current rate card (no invoice file)"
     return Side(
@@ -184,7 +184,7 @@ def materialized_side(store: Store, card: RateCard, month: str) -> Side:
 
 
 def computed_side(card: RateCard, month: str, outcome: ChargesOutcome) -> Side:
-    priced = price_month(card, date.fromisoformat(f"{month}-01"), outcome.charges)
+    priced = price_month(card, first_day(month), outcome.charges)
     fingerprints = {
         "rules": outcome.rules_sha256,
         "ratecard": outcome.ratecard_sha256,

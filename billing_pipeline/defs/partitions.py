@@ -8,7 +8,6 @@ makes the current (open) day and month exist, for month-to-date drafts.
 from __future__ import annotations
 
 import os
-from datetime import date
 
 from dagster import (
     DailyPartitionsDefinition,
@@ -33,17 +32,9 @@ def month_key(month: str) -> str:
     return f"{month}-01"
 
 
-def month_client_key(month: str, client_id: str) -> MultiPartitionKey:
-    return MultiPartitionKey({"month": month_key(month), "client": client_id})
-
-
 def split_key(key: str | MultiPartitionKey) -> tuple[str, str]:
     """A month x client partition key to (``YYYY-MM``, client_id)."""
     if not isinstance(key, MultiPartitionKey):
         key = month_client_partitions.get_partition_key_from_str(key)
     dims = key.keys_by_dimension
     return dims["month"][:7], dims["client"]
-
-
-def first_of_month(month: str) -> date:
-    return date.fromisoformat(month_key(month))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from billing_pipeline.charging import compute_charges
 from billing_pipeline.ingest.activity import build_activity
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
 from billing_pipeline.invoicing import has_invoice
+from billing_pipeline.months import first_day
 from billing_pipeline.pricing import price_month
 from billing_pipeline.ratecards import load_ratecards
 from billing_pipeline.rules import RuleEngine
@@ -44,7 +44,7 @@ def billed_amounts(landing: Path, ratecards: Path, lua: Path) -> Billed:
                 outcome = compute_charges(store, engine, card, month)
                 if outcome.blocked:
                     continue
-                priced = price_month(card, date.fromisoformat(f"{month}-01"), outcome.charges)
+                priced = price_month(card, first_day(month), outcome.charges)
                 if not has_invoice(outcome.charges, priced):
                     continue
                 for line in priced.lines:

@@ -45,10 +45,6 @@ class Clock:
     def stamp(self, second: int) -> str:
         return self.utc_prefix(second // 3600) + MMSS[second % 3600] + "Z"
 
-    def stamp_local(self, zone: str, second: int) -> str:
-        _, _, prefix, offset = self.local(zone, second // 3600)
-        return prefix + MMSS[second % 3600] + offset
-
     def forget_before(self, hour: int) -> None:
         """Drop cached hours that can no longer be asked for, keeping memory flat."""
         for key in [k for k in self._utc if k < hour]:

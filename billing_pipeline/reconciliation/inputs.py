@@ -7,12 +7,13 @@ and to reason about.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 
 import polars as pl
 
-from billing_pipeline.charging import month_days, read_charges_state
+from billing_pipeline.charging import read_charges_state
 from billing_pipeline.ingest.activity import ACTIVITY_SCHEMA, read_activity
+from billing_pipeline.months import first_day, month_days
 from billing_pipeline.rules import CHARGES_SCHEMA, ERRORS_SCHEMA
 from billing_pipeline.storage import Store, read_parquet
 
@@ -32,7 +33,7 @@ class ClientMonth:
 
 
 def previous_month(month: str) -> str:
-    first = date.fromisoformat(f"{month}-01")
+    first = first_day(month)
     return f"{first - timedelta(days=1):%Y-%m}"
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from billing_pipeline.charging import month_days
 from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, QUARANTINE_SCHEMA
+from billing_pipeline.months import month_days
 from billing_pipeline.storage import PART, Store, read_parquet
 
 QUARANTINE_HEADER = ("period", "client_id", "reason", "lines", "examples")

@@ -67,6 +67,7 @@ from billing_pipeline.defs.partitions import (
 )
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.ingest.reading import list_landing_files
+from billing_pipeline.months import next_month
 from billing_pipeline.ratecards import RateCardError
 
 CLIENT = client_partitions.name or "client"
@@ -101,7 +102,7 @@ def _spans(items: Iterable[date]) -> list[tuple[date, date]]:
 def _month_spans(months: Iterable[str]) -> list[tuple[str, str]]:
     spans: list[tuple[str, str]] = []
     for month in sorted(set(months)):
-        if spans and closing.next_month(spans[-1][1]) == month:
+        if spans and next_month(spans[-1][1]) == month:
             spans[-1] = (spans[-1][0], month)
         else:
             spans.append((month, month))
