@@ -21,8 +21,9 @@ from tests.pipeline.conftest import PG_URL, PROJECT
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 # The shared `test` database is used by other test modules (and other people's runs) at the
-# same time; these tests read "every event after X", so they get a database of their own.
-ORCH_DB = "billing_orchestration_test"
+# same time; these tests read "every event after X", so they get a database of their own
+# (named by BILLING_TEST_ORCH_DB when several checkouts run their suites side by side).
+ORCH_DB = os.environ.get("BILLING_TEST_ORCH_DB", "billing_orchestration_test")
 
 
 def orchestration_pg_url() -> str:
