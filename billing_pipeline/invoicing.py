@@ -23,7 +23,7 @@ from billing_pipeline.invoices import ActivitySummary, render_invoice_files
 from billing_pipeline.months import first_day
 from billing_pipeline.pricing import PricedMonth, price_month
 from billing_pipeline.ratecards import RateCard
-from billing_pipeline.storage import Store, remove_tree, write_bytes
+from billing_pipeline.storage import Store, read_parquet, remove_tree, write_bytes
 
 INVOICE_FILES = ("invoice_lines.csv", "invoice.json", "invoice.html")
 EXAMPLES = 5
@@ -44,7 +44,7 @@ class InvoiceOutcome:
 
 
 def read_charges(store: Store, month: str, client_id: str) -> pl.DataFrame:
-    return pl.read_parquet(store.charges_file(month, client_id))
+    return read_parquet(store.charges_file(month, client_id))
 
 
 def invoice_status(store: Store, month: str, client_id: str) -> str | None:

@@ -156,7 +156,7 @@ def _invoice_status(store: Store, month: str, client_id: str) -> str | None:
 
 def materialized_side(store: Store, card: RateCard, month: str) -> Side:
     client_id = card.client_id
-    charges = pl.read_parquet(store.charges_file(month, client_id))
+    charges = read_parquet(store.charges_file(month, client_id))
     errors = read_parquet(store.rule_errors_file(month, client_id), ERRORS_SCHEMA)
     state = read_charges_state(store, month, client_id) or {}
     folder = store.invoice_dir(month, client_id)

@@ -1,25 +1,49 @@
 """The outputs directory (SPEC §4.1): dataset paths and atomic, reproducible writes.
 
-Every file is written to a temporary name in its final directory and renamed into place, so
-a run killed midway leaves the previous file or none, never a partial one; readers never
-see a half-written file. Parquet is written with fixed options and rows in a fixed order so
-the same inputs give the same rows.
+The outputs directory is a local directory or an object-store URI (``s3://bucket/prefix``,
+SPEC §2 and §11). A local root is a ``pathlib.Path`` and every operation is the plain local
+one, so local runs do not pay for a remote layer. A URI root is a ``upath.UPath`` over fsspec
+(s3fs for ``s3://``): it has the ``Path`` API (``/``, ``exists``, ``iterdir``, ``glob``,
+``read_text``, ``open``), so most call sites read the same for both. What ``Path`` cannot do
+on an object store goes through the functions here, one way for each thing: atomic writes
+(``atomic_path``, ``write_parquet``, ``write_bytes``), Parquet reads (``read_parquet``,
+``scan_parquet``) and removing a partition (``remove_tree``).
+
+Locally every file is written to a temporary name in its final directory and renamed into
+place, so a run killed midway leaves the previous file or none, never a partial one. An
+object store has no rename; there the finished file is written to a local temporary file and
+uploaded in one PUT (a multipart upload above 100 MiB): S3 shows a reader the old object or
+the new one, never part of one, and an upload that fails leaves the old object. Credentials,
+region and endpoint come from the standard AWS environment variables only.
+
+Listings are not cached (``use_listings_cache=False``): sensors, run workers and ingestion's
+parse processes write the same prefix from different processes, and a cached listing would
+hide their files. Parquet is written with fixed options and rows in a fixed order so the
+same inputs give the same rows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import polars as pl
+from upath import UPath
+
+from billing_pipeline.config import DataPath, data_root
 
 PART = "part-0.parquet"
+
+
+def is_remote(path: DataPath) -> bool:
+    return not isinstance(path, Path)
 
 
 def file_id(source_file: str) -> str:
@@ -30,56 +54,61 @@ def file_id(source_file: str) -> str:
 class Store:
     """Paths of the datasets under ``$BILLING_DATA_DIR``."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = data_root(root)
 
     # Contract datasets (SPEC §4.1)
-    def activity_dir(self, day: date) -> Path:
+    def activity_dir(self, day: date) -> DataPath:
         return self.root / "activity" / f"activity_date={day.isoformat()}"
 
-    def activity_file(self, day: date, client_id: str) -> Path:
+    def activity_file(self, day: date, client_id: str) -> DataPath:
         return self.activity_dir(day) / f"client_id={client_id}" / PART
 
-    def quarantine_file(self, fid: str) -> Path:
+    def quarantine_file(self, fid: str) -> DataPath:
         return self.root / "quarantine" / f"file_id={fid}" / PART
 
-    def manifest_file(self) -> Path:
+    def manifest_file(self) -> DataPath:
         return self.root / "manifest" / PART
 
-    def charges_file(self, month: str, client_id: str) -> Path:
+    def charges_file(self, month: str, client_id: str) -> DataPath:
         return self.root / "charges" / f"month={month}" / f"client_id={client_id}" / PART
 
-    def rule_errors_file(self, month: str, client_id: str) -> Path:
+    def rule_errors_file(self, month: str, client_id: str) -> DataPath:
         return self.root / "rule_errors" / f"month={month}" / f"client_id={client_id}" / PART
 
-    def invoice_dir(self, month: str, client_id: str) -> Path:
+    def invoice_dir(self, month: str, client_id: str) -> DataPath:
         return self.root / "invoices" / month / client_id
 
-    def reconciliation_dir(self, month: str) -> Path:
+    def reconciliation_dir(self, month: str) -> DataPath:
         return self.root / "reconciliation" / month
 
     # Internal state of ingestion, not part of the contract.
-    def lines_file(self, fid: str) -> Path:
+    def lines_file(self, fid: str) -> DataPath:
         return self.root / "_staging" / "lines" / f"file_id={fid}" / PART
 
-    def status_file(self, fid: str) -> Path:
+    def status_file(self, fid: str) -> DataPath:
         return self.root / "_staging" / "status" / f"file_id={fid}" / PART
 
-    def register_file(self, client_id: str) -> Path:
+    def register_file(self, client_id: str) -> DataPath:
         return self.root / "_staging" / "register" / f"client_id={client_id}" / PART
 
-    def clients_file(self) -> Path:
+    def clients_file(self) -> DataPath:
         return self.root / "_staging" / "clients.parquet"
 
 
 @contextmanager
-def atomic_path(target: Path, durable: bool = True) -> Iterator[Path]:
-    """A temporary path beside ``target`` that replaces it only if the block succeeds.
+def atomic_path(target: DataPath, durable: bool = True) -> Iterator[Path]:
+    """A local temporary path whose file replaces ``target`` only if the block succeeds.
 
     ``durable`` flushes the file to disk before the rename, so that a power cut leaves the
     old file or the new one. Internal files that are rebuilt from the landing directory
-    when lost (ingestion's staging) skip it: an fsync costs milliseconds per file.
+    when lost (ingestion's staging) skip it: an fsync costs milliseconds per file. On an
+    object store the finished file is uploaded in one PUT, which is atomic by itself.
     """
+    if is_remote(target):
+        with _uploaded(target) as tmp_path:
+            yield tmp_path
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -95,26 +124,62 @@ def atomic_path(target: Path, durable: bool = True) -> Iterator[Path]:
         raise
 
 
-def write_parquet(frame: pl.DataFrame, target: Path, durable: bool = True) -> None:
+@contextmanager
+def _uploaded(target: UPath) -> Iterator[Path]:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        target.fs.put_file(tmp, target.path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_parquet(frame: pl.DataFrame, target: DataPath, durable: bool = True) -> None:
     with atomic_path(target, durable=durable) as tmp:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
 
 
-def write_bytes(data: bytes, target: Path) -> None:
+def write_bytes(data: bytes, target: DataPath) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
 
 
-def read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
-    """The file's rows, or an empty frame of ``schema`` when there is no file yet."""
-    if path.exists():
-        return pl.read_parquet(path)
+def read_parquet(
+    path: DataPath,
+    schema: dict[str, pl.DataType] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """The file's rows (``columns`` of them), or an empty frame of ``schema`` when there is
+    no file yet."""
+    try:
+        if is_remote(path):
+            return pl.read_parquet(io.BytesIO(path.read_bytes()), columns=columns)
+        if path.exists():
+            return pl.read_parquet(path, columns=columns)
+    except FileNotFoundError:
+        pass
     if schema is None:
         raise FileNotFoundError(path)
-    return pl.DataFrame(schema=schema)
+    empty = pl.DataFrame(schema=schema)
+    return empty if columns is None else empty.select(columns)
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a partition directory (used when a partition no longer has rows)."""
-    if path.exists():
+def scan_parquet(paths: str | DataPath | Sequence[str | DataPath]) -> pl.LazyFrame:
+    """A lazy frame over Parquet files; remote files are fetched whole, one GET each."""
+    listed = [paths] if isinstance(paths, (str, Path, UPath)) else paths
+    files = [data_root(p) for p in listed]
+    if not any(is_remote(p) for p in files):
+        return pl.scan_parquet(files)
+    return pl.concat([read_parquet(p).lazy() for p in files], how="vertical")
+
+
+def remove_tree(path: DataPath) -> None:
+    """Remove a partition directory (used when a partition no longer has rows); on an
+    object store, every object under its prefix."""
+    if is_remote(path):
+        if path.exists():
+            path.fs.rm(path.path, recursive=True)
+    elif path.exists():
         shutil.rmtree(path)

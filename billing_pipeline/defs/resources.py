@@ -14,7 +14,7 @@ from pydantic import Field
 from billing_pipeline.config import Paths
 from billing_pipeline.ingest.clients import ClientZones, client_zones
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
-from billing_pipeline.storage import Store
+from billing_pipeline.storage import Store, data_root
 
 
 class BillingSettings(ConfigurableResource):
@@ -36,7 +36,7 @@ class BillingSettings(ConfigurableResource):
         env = Paths.from_env()
         return Paths(
             landing=Path(self.landing_dir) if self.landing_dir else env.landing,
-            data=Path(self.data_dir) if self.data_dir else env.data,
+            data=data_root(self.data_dir) if self.data_dir else env.data,
             ratecards=Path(self.ratecards_dir) if self.ratecards_dir else env.ratecards,
             lua=Path(self.lua_dir) if self.lua_dir else env.lua,
             finance=Path(self.finance_dir) if self.finance_dir else env.finance,

@@ -24,6 +24,7 @@ from billing_pipeline.storage import (
     file_id,
     read_parquet,
     remove_tree,
+    scan_parquet,
     write_parquet,
 )
 
@@ -147,7 +148,7 @@ def build_activity_range(
             "source_file", "source_line"
         )
         return (
-            pl.scan_parquet(files)
+            scan_parquet(files)
             .filter(pl.col("client_id").is_in(clients) & in_span)
             .with_columns(pl.col("source_file").cast(pl.Categorical))
             .join(
@@ -312,4 +313,4 @@ def read_activity(store: Store, client_id: str, days: list[date]) -> pl.DataFram
     files = [f for f in files if f.exists()]
     if not files:
         return pl.DataFrame(schema=ACTIVITY_SCHEMA)
-    return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+    return pl.concat([read_parquet(f) for f in files], how="vertical_relaxed")

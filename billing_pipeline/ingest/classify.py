@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from billing_pipeline.storage import Store, read_parquet
+from billing_pipeline.storage import Store, read_parquet, scan_parquet
 
 REGISTER_SCHEMA = {
     "event_id": pl.Utf8,
@@ -132,7 +132,7 @@ def _load_content(store: Store, copies: pl.DataFrame) -> pl.DataFrame:
     """The parsed envelope and payload of the given rows, read from their files' lines."""
     parts = []
     for (fid,), wanted in copies.group_by(["file_id"], maintain_order=True):
-        lines = pl.scan_parquet(store.lines_file(fid)).select("source_line", *CONTENT_COLUMNS)
+        lines = scan_parquet(store.lines_file(fid)).select("source_line", *CONTENT_COLUMNS)
         found = lines.filter(pl.col("source_line").is_in(wanted["source_line"].implode())).collect()
         parts.append(found.with_columns(pl.lit(fid).alias("file_id")))
     return pl.concat(parts, how="vertical_relaxed")

@@ -41,6 +41,7 @@ from billing_pipeline.storage import (
     file_id,
     read_parquet,
     remove_tree,
+    scan_parquet,
     write_parquet,
 )
 
@@ -458,13 +459,13 @@ def _refresh_file(
     if fresh is not None:
         lines = fresh.refused
         if not held.is_empty():
-            staged = pl.scan_parquet(store.lines_file(fid)).filter(
+            staged = scan_parquet(store.lines_file(fid)).filter(
                 pl.col("source_line").is_in(held.implode())
             )
             lines = pl.concat([lines, staged.select(_QUARANTINE_SOURCE).collect()])
     else:
         lines = (
-            pl.scan_parquet(store.lines_file(fid))
+            scan_parquet(store.lines_file(fid))
             .filter(pl.col("reason").is_not_null() | pl.col("source_line").is_in(held.implode()))
             .select(_QUARANTINE_SOURCE)
             .collect()
@@ -506,7 +507,7 @@ def _refresh_file(
     elif old_row is not None:
         height, dates = old_row["lines"], set(old_row["utc_dates"] or ())
     else:  # no manifest row (never expected): count from the staged lines
-        staged = pl.read_parquet(store.lines_file(fid), columns=["occurred_at"])
+        staged = read_parquet(store.lines_file(fid), columns=["occurred_at"])
         height = staged.height
         dates = set(staged["occurred_at"].dt.date().drop_nulls().unique().to_list())
     row = {

@@ -46,7 +46,7 @@ def quarantine_of_month(store: Store, month: str) -> pl.DataFrame:
     if not files:
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
     rows = pl.concat(
-        [pl.read_parquet(f).select(list(QUARANTINE_SCHEMA)) for f in files],
+        [read_parquet(f).select(list(QUARANTINE_SCHEMA)) for f in files],
         how="vertical_relaxed",
     )
     manifest = read_parquet(store.manifest_file(), MANIFEST_SCHEMA).select(
@@ -90,7 +90,7 @@ def rule_errors_of_month(store: Store, month: str) -> pl.DataFrame:
     folder = store.root / "rule_errors" / f"month={month}"
     files = sorted(folder.glob(f"client_id=*/{PART}")) if folder.is_dir() else []
     frames = [
-        pl.read_parquet(f).with_columns(
+        read_parquet(f).with_columns(
             pl.lit(f.parent.name.removeprefix("client_id=")).alias("client_id")
         )
         for f in files

@@ -21,6 +21,7 @@ from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.ingest.activity import build_activity_range
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
 from billing_pipeline.ingest.schemas import Envelope, failing_rows
+from billing_pipeline.storage import read_parquet
 
 GROUP = "ingest"
 
@@ -127,7 +128,7 @@ def _quarantine(root) -> pl.DataFrame:
                 "raw_line": pl.Utf8,
             }
         )
-    return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+    return pl.concat([read_parquet(f) for f in files], how="vertical_relaxed")
 
 
 @asset(
@@ -200,7 +201,7 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
 def _schema_problems(store, day: date, clients: list[str]) -> list[str]:
     problems = []
     for client_id in clients:
-        frame = pl.read_parquet(store.activity_file(day, client_id))
+        frame = read_parquet(store.activity_file(day, client_id))
         if not failing_rows(Envelope, frame).is_empty():
             problems.append(f"- {day} {client_id}: rows fail the envelope schema")
         if (frame["activity_date"] != day).any() or (frame["client_id"] != client_id).any():

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import polars as pl
 
-from billing_pipeline.storage import Store
+from billing_pipeline.storage import Store, read_parquet, scan_parquet
 
 
 def conservation_failures(store: Store, manifest: pl.DataFrame) -> pl.DataFrame:
     rows = []
     for record in manifest.iter_rows(named=True):
         fid = record["file_id"]
-        lines = pl.scan_parquet(store.lines_file(fid)).select(pl.len()).collect().item()
+        lines = scan_parquet(store.lines_file(fid)).select(pl.len()).collect().item()
         status_path = store.status_file(fid)
         statuses = (
-            pl.read_parquet(status_path, columns=["status"])["status"]
+            read_parquet(status_path, columns=["status"])["status"]
             if status_path.exists()
             else pl.Series("status", [], pl.Utf8)
         )
@@ -26,7 +26,7 @@ def conservation_failures(store: Store, manifest: pl.DataFrame) -> pl.DataFrame:
         duplicates = int((statuses == "duplicate").sum())
         q_path = store.quarantine_file(fid)
         quarantined = (
-            pl.scan_parquet(q_path).select(pl.len()).collect().item() if q_path.exists() else 0
+            scan_parquet(q_path).select(pl.len()).collect().item() if q_path.exists() else 0
         )
         counted = (lines, valid, duplicates, quarantined)
         reported = tuple(record[k] for k in ("lines", "valid", "duplicates", "quarantined"))

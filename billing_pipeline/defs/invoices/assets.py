@@ -89,7 +89,7 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
 
 def _total_matches(store: Store, outcome: InvoiceOutcome) -> bool:
     folder = store.invoice_dir(outcome.month, outcome.client_id)
-    lines = pl.read_csv(folder / "invoice_lines.csv", infer_schema=False)
+    lines = pl.read_csv((folder / "invoice_lines.csv").read_bytes(), infer_schema=False)
     total = sum((Decimal(a) for a in lines["amount"]), Decimal(0))
     document = json.loads((folder / "invoice.json").read_text())
     return Decimal(document["total"]) == total and document["line_count"] == lines.height

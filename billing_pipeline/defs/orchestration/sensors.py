@@ -28,7 +28,6 @@ import json
 from collections.abc import Iterable
 from datetime import date, timedelta
 
-import polars as pl
 from dagster import (
     AssetKey,
     AssetObservation,
@@ -69,6 +68,7 @@ from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.ingest.reading import list_landing_files
 from billing_pipeline.months import next_month
 from billing_pipeline.ratecards import RateCardError
+from billing_pipeline.storage import read_parquet
 
 CLIENT = client_partitions.name or "client"
 LANDING = AssetKey("landing_files")
@@ -208,7 +208,7 @@ def manifest_paths(settings: BillingSettings) -> set[str]:
     path = settings.store().manifest_file()
     if not path.exists():
         return set()
-    return set(pl.read_parquet(path, columns=["source_file"])["source_file"].to_list())
+    return set(read_parquet(path, columns=["source_file"])["source_file"].to_list())
 
 
 @sensor(
