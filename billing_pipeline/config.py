@@ -19,7 +19,7 @@ from upath import UPath
 DataPath: TypeAlias = Path | UPath
 
 
-def data_root(location: str | os.PathLike[str]) -> DataPath:
+def data_root(location: str | os.PathLike[str] | UPath) -> DataPath:
     """The outputs directory named by ``location``: a UPath for a URI, else a local Path.
 
     Listings are not cached: other processes (sensors, run workers, ingestion's parse

@@ -44,6 +44,7 @@ PART = "part-0.parquet"
 
 
 def is_remote(path: DataPath) -> bool:
+    """On an object store (a UPath that is not a local path)?"""
     return not isinstance(path, Path)
 
 
@@ -55,7 +56,7 @@ def file_id(source_file: str) -> str:
 class Store:
     """Paths of the datasets under ``$BILLING_DATA_DIR``."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str] | UPath) -> None:
         self.root = data_root(root)
 
     # Contract datasets (SPEC §4.1)
