@@ -71,7 +71,7 @@ from billing_pipeline.pricing import price_month
 from billing_pipeline.pricing.model import InvoiceLine
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
 from billing_pipeline.ratecards.model import last_day_of_month
-from billing_pipeline.storage import Store, write_bytes
+from billing_pipeline.storage import Store, child_dirs, write_bytes
 
 PROG = "billing invoices close"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -99,11 +99,9 @@ def is_closed(store: Store, month: str, client_id: str) -> bool:
 
 def closed_months(store: Store, client_id: str) -> list[str]:
     root = store.root / "_state" / "closed"
-    if not root.is_dir():
-        return []
-    return sorted(
-        p.name for p in root.iterdir() if MONTH.match(p.name) and (p / f"{client_id}.json").exists()
-    )
+    return [
+        m for m in child_dirs(root) if MONTH.match(m) and (root / m / f"{client_id}.json").exists()
+    ]
 
 
 def adjustment_target(store: Store, client_id: str, month: str) -> str:

@@ -180,6 +180,23 @@ def scan_parquet(paths: str | DataPath | Sequence[str | DataPath]) -> pl.LazyFra
     return pl.concat([read_parquet(p).lazy() for p in files], how="vertical")
 
 
+def child_dirs(folder: DataPath) -> list[str]:
+    """Sorted names of the directories in ``folder`` (none when it is missing). On an
+    object store one listing: asking each child ``is_dir()`` would cost two requests each."""
+    if is_remote(folder):
+        try:
+            entries = folder.fs.ls(folder.path, detail=True)
+        except FileNotFoundError:
+            return []
+        names = (
+            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
+        )
+        return sorted(names)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+
 def remove_tree(path: DataPath) -> None:
     """Remove a partition directory (used when a partition no longer has rows); on an
     object store, every object under its prefix."""

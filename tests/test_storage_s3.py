@@ -16,6 +16,7 @@ from billing_pipeline.config import Paths, data_root
 from billing_pipeline.storage import (
     Store,
     atomic_path,
+    child_dirs,
     read_parquet,
     remove_tree,
     scan_parquet,
@@ -140,3 +141,17 @@ def test_removing_a_partition_deletes_every_object_under_its_prefix(
     # The sibling whose name starts the same is not under the removed prefix.
     assert s3_keys(s3_endpoint, s3_bucket) == ["billing/out/quarantine/file_id=f10/part-0.parquet"]
     assert not store.quarantine_file("f1").parent.exists()
+
+
+def test_child_dirs_lists_the_same_names_on_s3_and_on_disk(store: Store, tmp_path: Path) -> None:
+    local = Store(tmp_path / "out")
+    for root in (store, local):
+        for client in ("beta", "alpha"):
+            write_parquet(pl.DataFrame({"a": [1]}), root.activity_file(date(2026, 10, 1), client))
+        write_bytes(b"x", root.activity_dir(date(2026, 10, 1)) / "stray.txt")
+    for root in (store, local):
+        assert child_dirs(root.activity_dir(date(2026, 10, 1))) == [
+            "client_id=alpha",
+            "client_id=beta",
+        ]
+        assert child_dirs(root.activity_dir(date(2026, 10, 2))) == []

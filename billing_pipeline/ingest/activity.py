@@ -21,6 +21,7 @@ from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, STATUS_SCHEMA
 from billing_pipeline.storage import (
     Store,
     atomic_path,
+    child_dirs,
     file_id,
     read_parquet,
     remove_tree,
@@ -293,13 +294,10 @@ def _remove_stale_clients(store: Store, day: date, written: set[str], keep: set[
     """Remove the day's partitions of clients not written; those of ``keep`` stay (and are
     returned)."""
     folder = store.activity_dir(day)
-    if not folder.exists():
-        return []
     kept = []
-    for child in sorted(folder.iterdir()):
-        if not child.is_dir():
-            continue
-        client_id = child.name.removeprefix("client_id=")
+    for name in child_dirs(folder):
+        child = folder / name
+        client_id = name.removeprefix("client_id=")
         if client_id in keep:
             kept.append(client_id)
         elif client_id not in written:

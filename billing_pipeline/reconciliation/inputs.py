@@ -15,7 +15,7 @@ from billing_pipeline.charging import read_charges_state
 from billing_pipeline.ingest.activity import ACTIVITY_SCHEMA, read_activity
 from billing_pipeline.months import first_day, month_days
 from billing_pipeline.rules import CHARGES_SCHEMA, ERRORS_SCHEMA
-from billing_pipeline.storage import Store, read_parquet
+from billing_pipeline.storage import Store, child_dirs, read_parquet
 
 
 @dataclass
@@ -41,13 +41,11 @@ def activity_clients(store: Store, month: str) -> list[str]:
     """Clients with at least one valid event in the month (from the partition folders)."""
     found: set[str] = set()
     for day in month_days(month):
-        folder = store.activity_dir(day)
-        if folder.is_dir():
-            found.update(
-                p.name.removeprefix("client_id=")
-                for p in folder.iterdir()
-                if p.is_dir() and p.name.startswith("client_id=")
-            )
+        found.update(
+            name.removeprefix("client_id=")
+            for name in child_dirs(store.activity_dir(day))
+            if name.startswith("client_id=")
+        )
     return sorted(found)
 
 
@@ -55,11 +53,8 @@ def month_clients(store: Store, month: str) -> list[str]:
     """Every client with activity, charges or an invoice in the month."""
     found = set(activity_clients(store, month))
     charges = store.root / "charges" / f"month={month}"
-    if charges.is_dir():
-        found.update(p.name.removeprefix("client_id=") for p in charges.iterdir() if p.is_dir())
-    invoices = store.root / "invoices" / month
-    if invoices.is_dir():
-        found.update(p.name for p in invoices.iterdir() if p.is_dir())
+    found.update(name.removeprefix("client_id=") for name in child_dirs(charges))
+    found.update(child_dirs(store.root / "invoices" / month))
     return sorted(found)
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from billing_pipeline.reconciliation.money import currency_minor_units, money_text, parse_amount
-from billing_pipeline.storage import Store
+from billing_pipeline.storage import Store, child_dirs
 
 LEDGER_HEADER = ("period", "client_id", "gl_account", "amount")
 RECONCILIATION_HEADER = (
@@ -84,9 +84,7 @@ def read_billed(store: Store, month: str) -> Billed:
     """Sum ``amount`` of every ``invoices/<month>/<client>/invoice_lines.csv`` by GL account."""
     billed = Billed()
     folder = store.root / "invoices" / month
-    if not folder.is_dir():
-        return billed
-    for client_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for client_dir in (folder / name for name in child_dirs(folder)):
         path = client_dir / "invoice_lines.csv"
         if not path.exists():
             continue
