@@ -159,8 +159,10 @@ def read_parquet(
     no file yet."""
     try:
         if is_remote(path):
-            # One GET (a missing key is FileNotFoundError): no HEAD first, as open() does.
-            return pl.read_parquet(io.BytesIO(path.fs.cat_file(path.path)), columns=columns)
+            # One GET; a missing key is FileNotFoundError. (open(), or cat_file's default
+            # concurrent download, first asks the size: a HEAD, and a LIST when missing.)
+            data = path.fs.cat_file(path.path, max_concurrency=1)
+            return pl.read_parquet(io.BytesIO(data), columns=columns)
         if path.exists():
             return pl.read_parquet(path, columns=columns)
     except FileNotFoundError:

@@ -307,8 +307,13 @@ def _remove_stale_clients(store: Store, day: date, written: set[str], keep: set[
 
 def read_activity(store: Store, client_id: str, days: list[date]) -> pl.DataFrame:
     """A client's valid events on the given dates, in source order."""
-    files = [store.activity_file(d, client_id) for d in days]
-    files = [f for f in files if f.exists()]
-    if not files:
+    frames = []
+    for day in days:
+        # Read, not exists() then read: a missing object costs one request on S3, not three.
+        try:
+            frames.append(read_parquet(store.activity_file(day, client_id)))
+        except FileNotFoundError:
+            continue
+    if not frames:
         return pl.DataFrame(schema=ACTIVITY_SCHEMA)
-    return pl.concat([read_parquet(f) for f in files], how="vertical_relaxed")
+    return pl.concat(frames, how="vertical_relaxed")
