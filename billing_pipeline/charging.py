@@ -90,7 +90,12 @@ def events_fingerprint(events: pl.DataFrame) -> str:
 def compute_charges(store: Store, engine: RuleEngine, card: RateCard, month: str) -> ChargesOutcome:
     events = read_activity(store, card.client_id, month_days(month))
     versions = [RateVersion(v.effective_from, dict(v.params)) for v in card.versions]
-    rules_sha = engine.fingerprint(card.rules)
+    try:
+        rules_sha = engine.fingerprint(card.rules)
+    except RuleLoadError:
+        # A rules file that is missing or misnamed: evaluate raises it again just below and
+        # this client's events are in error, not the run of every client's charges.
+        rules_sha = ""
     try:
         evaluation = engine.evaluate(
             events, client_id=card.client_id, rules_file=card.rules, versions=versions
