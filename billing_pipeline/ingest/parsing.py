@@ -168,7 +168,12 @@ def parse_texts(cols: Columns, numbers: list[int], texts: list[str]) -> None:
     Rows are appended fast ones first; callers sort by ``source_line`` at the end.
     """
     candidates = [i for i, text in enumerate(texts) if text[0] == "{" and text[-1] == "}"]
-    events = fastpath.decode_many([texts[i] for i in candidates])
+    try:
+        events = fastpath.decode_many([texts[i] for i in candidates])
+    except RecursionError:
+        # msgspec refuses nesting thousands deep by raising; the slow path (the authority
+        # on reasons) quarantines such a line, so the batch goes that way.
+        events = [None] * len(candidates)
     keep = [i for i, event in zip(candidates, events, strict=True) if event is not None]
     fast = [event for event in events if event is not None]
     if len(keep) < len(texts):

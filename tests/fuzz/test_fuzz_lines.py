@@ -85,8 +85,10 @@ def test_the_corpus_ingests_without_a_crash_and_conserves_lines(tmp_path: Path) 
     # Path-like client ids are refused by the envelope, so no directory is named after them.
     for line in range(1, 11):
         assert reason("hostile_ids.ndjson", line)[1].startswith("client_id: matches"), line
-    # A deep array is refused, not a RecursionError out of the run.
-    assert reason("deep_nesting.ndjson", 1)[0] == "invalid_json"
+    # Deep arrays are refused, not a RecursionError out of the run (the last two seeds
+    # raised it from the msgspec fast path).
+    for line in (1, 6, 7):
+        assert reason("deep_nesting.ndjson", line)[0] == "invalid_json", line
 
 
 def test_the_corpus_gives_the_same_outcome_twice(tmp_path: Path) -> None:
