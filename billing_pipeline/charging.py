@@ -24,7 +24,14 @@ from billing_pipeline.rules import (
     RuleEngine,
     RuleLoadError,
 )
-from billing_pipeline.storage import Store, remove_tree, write_bytes, write_parquet
+from billing_pipeline.storage import (
+    Store,
+    check_client_id,
+    check_month,
+    remove_tree,
+    write_bytes,
+    write_parquet,
+)
 
 
 @dataclass
@@ -166,7 +173,14 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
 
 
 def charges_state_file(store: Store, month: str, client_id: str):
-    return store.root / "_state" / "charges" / month / client_id / "inputs.json"
+    return (
+        store.root
+        / "_state"
+        / "charges"
+        / check_month(month)
+        / check_client_id(client_id)
+        / "inputs.json"
+    )
 
 
 def read_charges_state(store: Store, month: str, client_id: str) -> dict | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +20,28 @@ from pathlib import Path
 
 import polars as pl
 
+from billing_pipeline.catalog import CLIENT_ID_PATTERN
+
 PART = "part-0.parquet"
+# Path segments made of a client id or a month: checked here too, whatever the caller
+# validated, so that no value (a Dagster partition key added by hand, say) names a
+# directory outside the outputs root.
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def check_client_id(client_id: str) -> str:
+    """The client id, if it is one; ValueError otherwise (it would name a directory)."""
+    if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
+        raise ValueError(f"not a client id: {client_id!r} (expected {_CLIENT_ID.pattern})")
+    return client_id
+
+
+def check_month(month: str) -> str:
+    """The month (YYYY-MM), if it is one; ValueError otherwise."""
+    if not isinstance(month, str) or not _MONTH.match(month):
+        raise ValueError(f"not a month: {month!r} (expected YYYY-MM)")
+    return month
 
 
 def file_id(source_file: str) -> str:
@@ -38,7 +60,7 @@ class Store:
         return self.root / "activity" / f"activity_date={day.isoformat()}"
 
     def activity_file(self, day: date, client_id: str) -> Path:
-        return self.activity_dir(day) / f"client_id={client_id}" / PART
+        return self.activity_dir(day) / f"client_id={check_client_id(client_id)}" / PART
 
     def quarantine_file(self, fid: str) -> Path:
         return self.root / "quarantine" / f"file_id={fid}" / PART
@@ -47,16 +69,28 @@ class Store:
         return self.root / "manifest" / PART
 
     def charges_file(self, month: str, client_id: str) -> Path:
-        return self.root / "charges" / f"month={month}" / f"client_id={client_id}" / PART
+        return (
+            self.root
+            / "charges"
+            / f"month={check_month(month)}"
+            / f"client_id={check_client_id(client_id)}"
+            / PART
+        )
 
     def rule_errors_file(self, month: str, client_id: str) -> Path:
-        return self.root / "rule_errors" / f"month={month}" / f"client_id={client_id}" / PART
+        return (
+            self.root
+            / "rule_errors"
+            / f"month={check_month(month)}"
+            / f"client_id={check_client_id(client_id)}"
+            / PART
+        )
 
     def invoice_dir(self, month: str, client_id: str) -> Path:
-        return self.root / "invoices" / month / client_id
+        return self.root / "invoices" / check_month(month) / check_client_id(client_id)
 
     def reconciliation_dir(self, month: str) -> Path:
-        return self.root / "reconciliation" / month
+        return self.root / "reconciliation" / check_month(month)
 
     # Internal state of ingestion, not part of the contract.
     def lines_file(self, fid: str) -> Path:
@@ -66,7 +100,9 @@ class Store:
         return self.root / "_staging" / "status" / f"file_id={fid}" / PART
 
     def register_file(self, client_id: str) -> Path:
-        return self.root / "_staging" / "register" / f"client_id={client_id}" / PART
+        return (
+            self.root / "_staging" / "register" / f"client_id={check_client_id(client_id)}" / PART
+        )
 
     def clients_file(self) -> Path:
         return self.root / "_staging" / "clients.parquet"

@@ -701,7 +701,8 @@ def card_files(directory: Path) -> list[Path]:
 def load_ratecards(directory: Path) -> tuple[dict[str, RateCard], dict[str, RateCardError]]:
     """Every card of a directory: the good ones by client_id, the refused ones by file name.
 
-    A bad card never blocks the others. Two files for one client (``acme.yaml`` and
+    A bad card never blocks the others; a card that is a link out of the directory is
+    refused. Two files for one client (``acme.yaml`` and
     ``acme.yml``) are both refused: there is no telling which one the analyst meant.
     Raises ``RateCardError`` only when the directory itself is missing.
     """
@@ -711,8 +712,16 @@ def load_ratecards(directory: Path) -> tuple[dict[str, RateCard], dict[str, Rate
     good: dict[str, RateCard] = {}
     bad: dict[str, RateCardError] = {}
     by_client: dict[str, list[Path]] = {}
+    root = directory.resolve()
     for path in card_files(directory):
         by_client.setdefault(path.stem, []).append(path)
+        if not path.resolve().is_relative_to(root):
+            # As for landing files and Lua modules: a link may point within the directory
+            # (a ConfigMap's ..data/), never out of it, whose text would show in problems.
+            bad[path.name] = RateCardError(
+                [f"{path.name}: a link to a file outside the rate cards directory; refused"]
+            )
+            continue
         try:
             good[path.stem] = load_ratecard(path)
         except RateCardError as exc:
