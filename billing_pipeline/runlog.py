@@ -14,6 +14,7 @@ from typing import Protocol
 
 
 class _Logger(Protocol):
+    def debug(self, msg: str) -> None: ...
     def info(self, msg: str) -> None: ...
     def warning(self, msg: str) -> None: ...
     def error(self, msg: str) -> None: ...
@@ -50,6 +51,9 @@ class RunLog:
     def __init__(self, log: _Logger, run_id: str, **fixed: object) -> None:
         self._log = log
         self._fixed = {"run_id": run_id, **fixed}
+
+    def debug(self, event: str, **fields: object) -> None:
+        self._log.debug(line(event, **fields, **self._fixed))
 
     def info(self, event: str, **fields: object) -> None:
         self._log.info(line(event, **fields, **self._fixed))

@@ -144,13 +144,16 @@ def test_log_records_carry_client_month_and_run_id(
 
     clients = set(_clients(billing_env))
     for name, run_id, _, _ in report.runs:
-        if not name.startswith(("charges", "invoices")):
-            continue
         records = _records(sqlite_instance, run_id)
         assert records, name
-        seen = set()
         for event, fields in records:
             assert fields["run_id"] == run_id, (event, fields)
-            assert fields["month"] == MONTH and fields["client"] in clients, (event, fields)
-            seen.add(fields["client"])
-        assert seen == clients, name
+        per_client = [f for e, f in records if not e.startswith("landing.")]
+        if name.startswith(("charges", "invoices")):
+            for fields in per_client:
+                assert fields["month"] == MONTH and fields["client"] in clients, fields
+            assert {f["client"] for f in per_client} == clients, name
+        elif name.startswith("reconciliation"):
+            assert {f["month"] for f in per_client} == {MONTH}
+        else:  # ingest: the activity built, per client
+            assert {f["client"] for f in per_client} <= clients and per_client
