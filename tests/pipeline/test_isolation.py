@@ -60,55 +60,31 @@ def _charges_key(client: str) -> str:
     return str(MultiPartitionKey({"month": f"{MONTH}-01", "client": client}))
 
 
-def test_a_missing_rules_file_fails_only_that_client(
-    billing_env: BillingEnv, sqlite_instance: DagsterInstance
-) -> None:
-    clients = _clients(billing_env)
-    victim = billing_env.root / "ratecards" / f"{clients[0]}.yaml"
-    text = re.sub(r"^rules: .*\n", "", victim.read_text(), flags=re.M)
-    victim.write_text(text + "rules: missing.lua\n")
-
-    report = _run(sqlite_instance)
-
-    # (The charges run fails on its blocking no_rule_errors check, as for any rule error.)
-    (cm,) = [cm for cm in report.client_months if cm.client_id == clients[0]]
-    assert cm.events > 0 and cm.rule_errors == cm.events and cm.invoice == "none"
-    for client in clients[1:]:
-        _assert_billed(billing_env, report, client)
-    assert sum(cm.events for cm in report.client_months if cm.client_id != clients[0]) > 0
-
-
-def test_an_io_error_on_one_clients_partition_fails_only_that_partition(
-    billing_env: BillingEnv, sqlite_instance: DagsterInstance
-) -> None:
-    clients = _clients(billing_env)
-    victim = clients[1]
-    # A file where the victim's charges directory must go: a real, lasting I/O error
-    # (FileExistsError from mkdir), for this client-month only.
-    blocker = billing_env.data / "charges" / f"month={MONTH}" / f"client_id={victim}"
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("not a directory")
-
-    report = _run(sqlite_instance)
-
-    assert not _run_ok(report, "charges")  # the failure is seen...
-    for client in clients:  # ...but costs only the victim its partition
-        if client != victim:
-            _assert_billed(billing_env, report, client)
-    assert read_charges_state(Store(billing_env.data), MONTH, victim) is None
-    materialized = sqlite_instance.get_materialized_partitions(AssetKey("charges"))
-    assert {_charges_key(c) for c in clients if c != victim} <= materialized
-    assert _charges_key(victim) not in materialized
-
-
-def test_transient_write_errors_are_retried_with_backoff(
+def test_one_bad_night_costs_each_failing_client_only_its_own_partition(
     billing_env: BillingEnv, sqlite_instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One real run with three kinds of trouble at once (one Dagster run costs ~40 s here):
+
+    - client 0's card names a rules file that does not exist (it used to raise out of
+      compute_charges and fail every client's charges);
+    - client 1's charges directory cannot be created (a file is in the way: a lasting
+      I/O error, FileExistsError);
+    - the charges writer fails twice with EIO, then recovers (a transient error);
+    - client 2 must be charged and invoiced as if nothing happened.
+    """
+    clients = _clients(billing_env)
+    assert len(clients) == 3
+    no_rules, blocked, bystander = clients
+    card = billing_env.root / "ratecards" / f"{no_rules}.yaml"
+    text = re.sub(r"^rules: .*\n", "", card.read_text(), flags=re.M)
+    card.write_text(text + "rules: missing.lua\n")
+    blocker = billing_env.data / "charges" / f"month={MONTH}" / f"client_id={blocked}"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")
     real = charging.write_parquet
     failures = {"left": 2}
 
     def flaky(frame, target: Path, durable: bool = True) -> None:
-        # A network file system that fails twice with EIO, then recovers.
         if failures["left"]:
             failures["left"] -= 1
             raise OSError(errno.EIO, "Input/output error", str(target))
@@ -118,14 +94,27 @@ def test_transient_write_errors_are_retried_with_backoff(
 
     report = _run(sqlite_instance)
 
+    # The missing rules file: every event of that client is a rule error, no invoice.
+    (cm,) = [cm for cm in report.client_months if cm.client_id == no_rules]
+    assert cm.events > 0 and cm.rule_errors == cm.events and cm.invoice == "none"
+    # The lasting I/O error: that partition alone fails; the run says so.
+    assert not _run_ok(report, "charges")
+    assert read_charges_state(Store(billing_env.data), MONTH, blocked) is None
+    materialized = sqlite_instance.get_materialized_partitions(AssetKey("charges"))
+    assert _charges_key(blocked) not in materialized
+    assert {_charges_key(no_rules), _charges_key(bystander)} <= materialized
+    # The bystander is charged from all its activity and invoiced.
+    _assert_billed(billing_env, report, bystander)
+    # The transient errors were retried with backoff and logged.
     assert failures["left"] == 0
-    assert _run_ok(report, "charges")
-    for client in _clients(billing_env):
-        _assert_billed(billing_env, report, client)
     (run_id,) = [rid for name, rid, _, _ in report.runs if name.startswith("charges")]
-    retries = [f for e, f in _records(sqlite_instance, run_id) if e == "charges.retry"]
+    records = _records(sqlite_instance, run_id)
+    retries = [f for e, f in records if e == "charges.retry"]
     assert len(retries) == 2
     assert "in 0.20s" in retries[0]["detail"] and "in 0.40s" in retries[1]["detail"]
+    (failed,) = [f for e, f in records if e == "charges.failed"]
+    assert failed["client"] == blocked and failed["month"] == MONTH
+    assert "FileExistsError" in failed["error"]
 
 
 def _records(instance: DagsterInstance, run_id: str) -> list[tuple[str, dict[str, str]]]:
