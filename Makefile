@@ -18,6 +18,7 @@ demo: setup
 
 test: setup lint
 	scripts/ensure-postgres
+	scripts/ensure-chromium
 	$(BIN)/pytest -q
 
 lint: setup

@@ -24,7 +24,14 @@ from billing_pipeline.rules import (
     RuleEngine,
     RuleLoadError,
 )
-from billing_pipeline.storage import Store, remove_tree, write_bytes, write_parquet
+from billing_pipeline.storage import (
+    Store,
+    check_client_id,
+    check_month,
+    remove_tree,
+    write_bytes,
+    write_parquet,
+)
 
 
 @dataclass
@@ -90,7 +97,12 @@ def events_fingerprint(events: pl.DataFrame) -> str:
 def compute_charges(store: Store, engine: RuleEngine, card: RateCard, month: str) -> ChargesOutcome:
     events = read_activity(store, card.client_id, month_days(month))
     versions = [RateVersion(v.effective_from, dict(v.params)) for v in card.versions]
-    rules_sha = engine.fingerprint(card.rules)
+    try:
+        rules_sha = engine.fingerprint(card.rules)
+    except RuleLoadError:
+        # A rules file that is missing or misnamed: evaluate raises it again just below and
+        # this client's events are in error, not the run of every client's charges.
+        rules_sha = ""
     try:
         evaluation = engine.evaluate(
             events, client_id=card.client_id, rules_file=card.rules, versions=versions
@@ -161,7 +173,14 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
 
 
 def charges_state_file(store: Store, month: str, client_id: str):
-    return store.root / "_state" / "charges" / month / client_id / "inputs.json"
+    return (
+        store.root
+        / "_state"
+        / "charges"
+        / check_month(month)
+        / check_client_id(client_id)
+        / "inputs.json"
+    )
 
 
 def read_charges_state(store: Store, month: str, client_id: str) -> dict | None:

@@ -71,7 +71,7 @@ from billing_pipeline.pricing import price_month
 from billing_pipeline.pricing.model import InvoiceLine
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
 from billing_pipeline.ratecards.model import last_day_of_month
-from billing_pipeline.storage import Store, child_dirs, write_bytes
+from billing_pipeline.storage import Store, check_client_id, check_month, child_dirs, write_bytes
 
 PROG = "billing invoices close"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -85,7 +85,9 @@ Key = tuple[str, str]  # (charge_code, gl_account)
 
 
 def closed_file(store: Store, month: str, client_id: str) -> Path:
-    return store.root / "_state" / "closed" / month / f"{client_id}.json"
+    return (
+        store.root / "_state" / "closed" / check_month(month) / f"{check_client_id(client_id)}.json"
+    )
 
 
 def read_closed(store: Store, month: str, client_id: str) -> dict | None:

@@ -14,6 +14,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 MAX_PLACES = 6
 QUANTUM = Decimal(1).scaleb(-MAX_PLACES)  # 0.000001
 _DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+# No amount, rate or quantity has a hundred digits; "1e999999999" would overflow the decimal
+# context in later arithmetic (normalize, quantize) instead of being refused here.
+MAX_MAGNITUDE = 100
 
 
 class DecimalError(ValueError):
@@ -49,6 +52,13 @@ def parse_decimal(value: object, *, max_places: int | None = MAX_PLACES) -> Deci
         result = shortest_decimal(value)
     else:
         raise DecimalError(f"not a decimal: {value!r}")
+    exponent = result.as_tuple().exponent
+    if not (
+        isinstance(exponent, int)
+        and -MAX_MAGNITUDE <= exponent <= MAX_MAGNITUDE
+        and -MAX_MAGNITUDE <= result.adjusted() <= MAX_MAGNITUDE
+    ):
+        raise DecimalError(f"out of range (more than {MAX_MAGNITUDE} digits): {value}")
     if max_places is not None and places(result) > max_places:
         raise DecimalError(f"more than {max_places} decimal places: {value}")
     return result

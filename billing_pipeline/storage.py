@@ -28,6 +28,7 @@ import hashlib
 import io
 import mimetypes
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -38,9 +39,29 @@ from pathlib import Path
 import polars as pl
 from upath import UPath
 
+from billing_pipeline.catalog import CLIENT_ID_PATTERN
 from billing_pipeline.config import DataPath, data_root
 
 PART = "part-0.parquet"
+# Path segments made of a client id or a month: checked here too, whatever the caller
+# validated, so that no value (a Dagster partition key added by hand, say) names a
+# directory outside the outputs root.
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def check_client_id(client_id: str) -> str:
+    """The client id, if it is one; ValueError otherwise (it would name a directory)."""
+    if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
+        raise ValueError(f"not a client id: {client_id!r} (expected {_CLIENT_ID.pattern})")
+    return client_id
+
+
+def check_month(month: str) -> str:
+    """The month (YYYY-MM), if it is one; ValueError otherwise."""
+    if not isinstance(month, str) or not _MONTH.match(month):
+        raise ValueError(f"not a month: {month!r} (expected YYYY-MM)")
+    return month
 
 
 def is_remote(path: DataPath) -> bool:
@@ -64,7 +85,7 @@ class Store:
         return self.root / "activity" / f"activity_date={day.isoformat()}"
 
     def activity_file(self, day: date, client_id: str) -> DataPath:
-        return self.activity_dir(day) / f"client_id={client_id}" / PART
+        return self.activity_dir(day) / f"client_id={check_client_id(client_id)}" / PART
 
     def quarantine_file(self, fid: str) -> DataPath:
         return self.root / "quarantine" / f"file_id={fid}" / PART
@@ -73,16 +94,28 @@ class Store:
         return self.root / "manifest" / PART
 
     def charges_file(self, month: str, client_id: str) -> DataPath:
-        return self.root / "charges" / f"month={month}" / f"client_id={client_id}" / PART
+        return (
+            self.root
+            / "charges"
+            / f"month={check_month(month)}"
+            / f"client_id={check_client_id(client_id)}"
+            / PART
+        )
 
     def rule_errors_file(self, month: str, client_id: str) -> DataPath:
-        return self.root / "rule_errors" / f"month={month}" / f"client_id={client_id}" / PART
+        return (
+            self.root
+            / "rule_errors"
+            / f"month={check_month(month)}"
+            / f"client_id={check_client_id(client_id)}"
+            / PART
+        )
 
     def invoice_dir(self, month: str, client_id: str) -> DataPath:
-        return self.root / "invoices" / month / client_id
+        return self.root / "invoices" / check_month(month) / check_client_id(client_id)
 
     def reconciliation_dir(self, month: str) -> DataPath:
-        return self.root / "reconciliation" / month
+        return self.root / "reconciliation" / check_month(month)
 
     # Internal state of ingestion, not part of the contract.
     def lines_file(self, fid: str) -> DataPath:
@@ -92,7 +125,9 @@ class Store:
         return self.root / "_staging" / "status" / f"file_id={fid}" / PART
 
     def register_file(self, client_id: str) -> DataPath:
-        return self.root / "_staging" / "register" / f"client_id={client_id}" / PART
+        return (
+            self.root / "_staging" / "register" / f"client_id={check_client_id(client_id)}" / PART
+        )
 
     def clients_file(self) -> DataPath:
         return self.root / "_staging" / "clients.parquet"

@@ -28,8 +28,13 @@ DECIMAL_DTYPE = pl.Decimal(38, 6)
 
 
 def parse_timestamps(column: pl.Expr) -> pl.Expr:
-    """RFC 3339 text to a UTC instant; null where the text is not a real timestamp."""
-    return column.str.to_datetime("%+", strict=False, time_zone="UTC", time_unit="us")
+    """RFC 3339 text to a UTC instant; null where the text is not a real timestamp.
+
+    Only UTC years 0002-9998: the date of the instant in any time zone must be one that
+    Python and Parquet can hold (9999-12-31T23:59:59-23:59 is in the year 10000 in UTC).
+    """
+    instant = column.str.to_datetime("%+", strict=False, time_zone="UTC", time_unit="us")
+    return pl.when(instant.dt.year().is_between(2, 9998)).then(instant)
 
 
 class Envelope(pa.DataFrameModel):
@@ -56,7 +61,7 @@ class Envelope(pa.DataFrameModel):
 ENVELOPE_RULES = {
     "event_id": "1-128 characters of [A-Za-z0-9._:-]",
     "event_type": "1-128 characters of [A-Za-z0-9._:-]",
-    "occurred_at_raw": "an RFC 3339 timestamp with Z or an explicit offset",
+    "occurred_at_raw": "an RFC 3339 timestamp with Z or an explicit offset, years 0002-9998",
     "client_id": "matches ^[a-z0-9][a-z0-9_-]{0,63}$",
     "warehouse_id": "matches ^[A-Z0-9][A-Z0-9_-]{0,31}$",
     "schema_version": "one of " + ", ".join(str(v) for v in SCHEMA_VERSIONS),

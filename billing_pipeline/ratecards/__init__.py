@@ -3,7 +3,9 @@
 Decisions where the contract is silent (the lead's brief asked for them to be written down):
 
 - YAML is read with a subclass of ``yaml.SafeLoader`` (no Python tags can construct
-  anything) that also refuses duplicate keys; merge keys (``<<: *base``) are allowed.
+  anything) that also refuses duplicate keys; merge keys (``<<: *base``) are allowed. A card
+  whose aliases expand to more than 100,000 values (an alias bomb) is refused before it is
+  built. ``rules`` is a plain ``NAME.lua`` of ``lua/rules/`` (the engine's own pattern).
 - Rates, tier rates, ``markup_pct``, ``package_size`` and ``up_to`` carry at most 6 decimal
   places, like quantities (``decimals.parse_decimal``): a per-unit rate of 0.000125 fits,
   and nothing realistic needs more. Flat and minimum ``amount`` carry at most the currency's

@@ -28,6 +28,7 @@ from billing_pipeline.ratecards.model import (
     CATEGORIES,
     MODELS,
     ROUNDINGS,
+    RULES_FILE,
     ChargeSpec,
     Minimum,
     RateCard,
@@ -38,12 +39,13 @@ from billing_pipeline.ratecards.model import (
 
 CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 CHARGE_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-# A plain file name inside lua/rules/: no directories, no "..", nothing hidden.
-RULES_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,126}\.lua$")
 CARD_SUFFIXES = (".yaml", ".yml")
 DEFAULT_RULES = "default.lua"
-# A rate card is a page of YAML; anything this big is a mistake (or an alias bomb).
+# A rate card is a page of YAML; anything this big is a mistake.
 MAX_BYTES = 1 << 20
+# Values in the card once every alias is expanded: a small file can name a value that names
+# another nine times, and so on (a "billion laughs"), which params would hand to Lua whole.
+MAX_VALUES = 100_000
 
 _TOP_KEYS = ("client_id", "name", "currency", "timezone", "rounding", "rules", "versions")
 _TOP_REQUIRED = ("client_id", "name", "currency", "timezone", "versions")
@@ -134,7 +136,11 @@ def _yaml_problem(exc: Exception) -> str:
         if "python/" in what or "tag:" in what:
             what += "; only plain YAML data (no tags) is allowed"
         return f"not valid YAML{where}: {what}"
-    return f"not valid YAML: {exc}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return f"not valid YAML: character {char:#06x} at offset {exc.position} is not allowed"
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"not valid YAML: {first}"
 
 
 # --- checking ---------------------------------------------------------------------------
@@ -342,7 +348,10 @@ def _timezone(value: object, ck: _Checker) -> str | None:
 
 
 def _rules(value: object, ck: _Checker) -> str | None:
-    if isinstance(value, str) and RULES_FILE.match(value) and ".." not in value:
+    # The engine's own rule for a rules file name (a plain NAME.lua in lua/rules/: no
+    # directories, no dots but the suffix), so a card the loader accepts never fails to load
+    # its rules for the name alone.
+    if isinstance(value, str) and len(value) <= 128 and RULES_FILE.match(value):
         return value
     ck.add("rules", f"must be a file name in lua/rules/ ending in .lua, got {_show(value)}")
     return None
@@ -630,18 +639,46 @@ def _read(path: Path) -> tuple[RateCard | None, list[str]]:
     except UnicodeDecodeError as exc:
         ck.add("", f"not UTF-8 text (byte {exc.start})")
         return None, ck.problems
-    loader = _StrictLoader(text)
+    loader = None
     try:
-        doc = loader.get_single_data()
+        # The constructor already reads the text: a NUL byte raises from it.
+        loader = _StrictLoader(text)
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_VALUES:
+            ck.add("", f"more than {MAX_VALUES} values once YAML aliases are expanded")
+            return None, ck.problems
+        doc = loader.construct_document(node) if node is not None else None
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         ck.add("", _yaml_problem(exc))
         return None, ck.problems
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     for key, line in loader.duplicates:
         ck.add("", f"line {line}: duplicate key {key} (each key may appear once in a mapping)")
     card = _card(doc, path, ck, sha)
     return (card if not ck.problems else None), ck.problems
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in the document with aliases expanded, counted over the shared node graph
+    (an alias is the same node object), so the bomb is measured without being built."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        total = min(total, MAX_VALUES + 1)
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
 
 
 def load_ratecard(path: Path) -> RateCard:
@@ -664,7 +701,8 @@ def card_files(directory: Path) -> list[Path]:
 def load_ratecards(directory: Path) -> tuple[dict[str, RateCard], dict[str, RateCardError]]:
     """Every card of a directory: the good ones by client_id, the refused ones by file name.
 
-    A bad card never blocks the others. Two files for one client (``acme.yaml`` and
+    A bad card never blocks the others; a card that is a link out of the directory is
+    refused. Two files for one client (``acme.yaml`` and
     ``acme.yml``) are both refused: there is no telling which one the analyst meant.
     Raises ``RateCardError`` only when the directory itself is missing.
     """
@@ -674,8 +712,16 @@ def load_ratecards(directory: Path) -> tuple[dict[str, RateCard], dict[str, Rate
     good: dict[str, RateCard] = {}
     bad: dict[str, RateCardError] = {}
     by_client: dict[str, list[Path]] = {}
+    root = directory.resolve()
     for path in card_files(directory):
         by_client.setdefault(path.stem, []).append(path)
+        if not path.resolve().is_relative_to(root):
+            # As for landing files and Lua modules: a link may point within the directory
+            # (a ConfigMap's ..data/), never out of it, whose text would show in problems.
+            bad[path.name] = RateCardError(
+                [f"{path.name}: a link to a file outside the rate cards directory; refused"]
+            )
+            continue
         try:
             good[path.stem] = load_ratecard(path)
         except RateCardError as exc:

@@ -7,6 +7,7 @@ Everything here has passed validation: amounts are ``Decimal``, dates are ``date
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,6 +24,9 @@ MODELS: tuple[str, ...] = ("per_unit", "graduated", "volume", "package", "cost_p
 AGGREGATES: tuple[str, ...] = ("sum", "max", "last", "average")
 ROUNDINGS: tuple[str, ...] = ("half_up", "half_even")
 # Invoice order of the groups, and their printed titles.
+# A rules file a card may name: a plain NAME.lua in lua/rules/ (no directories, no dots but
+# the suffix, nothing hidden). The rule engine resolves names by the same pattern.
+RULES_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*\.lua$")
 CATEGORIES: tuple[str, ...] = ("handling", "storage", "shipping", "value_added", "fees")
 CATEGORY_TITLES: Mapping[str, str] = {
     "handling": "Handling",

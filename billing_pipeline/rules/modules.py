@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from billing_pipeline.ratecards.model import RULES_FILE
 from billing_pipeline.rules.model import RuleLoadError
 
 MODULE_NAME = re.compile(r"^(lib|rules)\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)$")
-RULES_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*\.lua$")
 _REQUIRE = re.compile(r"""\brequire\s*\(?\s*(?:"([^"\n]*)"|'([^'\n]*)'|\[\[([^\]\n]*)\]\])""")
 
 

@@ -14,10 +14,13 @@ from dagster import (
 
 from billing_pipeline.charging import ChargesOutcome, compute_charges, write_charges
 from billing_pipeline.defs.code_versions import lua_code_version
+from billing_pipeline.defs.isolation import fail_partitions
 from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import month_client_partitions, split_key
 from billing_pipeline.defs.resources import BillingSettings
+from billing_pipeline.retrying import with_retries
 from billing_pipeline.rules import RuleEngine
+from billing_pipeline.runlog import RunLog
 
 GROUP = "charges"
 
@@ -65,23 +68,50 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
     store = settings.store()
     cards, bad_cards = settings.ratecards()
     engine = RuleEngine(settings.paths().lua)
+    log = RunLog(context.log, context.run_id)
     outcomes: list[ChargesOutcome] = []
     missing: list[str] = []
+    failed: list[str] = []
     for key in context.partition_keys:
         month, client_id = split_key(key)
         card = cards.get(client_id)
         if card is None:
             problem = bad_cards.get(f"{client_id}.yaml") or bad_cards.get(f"{client_id}.yml")
             missing.append(f"- {client_id} {month}: {problem or 'no rate card'}")
+            log.warning("charges.no_ratecard", client=client_id, month=month)
             continue
-        outcome = compute_charges(store, engine, card, month)
-        write_charges(store, outcome)
+
+        def work(card=card, month=month) -> ChargesOutcome:
+            outcome = compute_charges(store, engine, card, month)
+            write_charges(store, outcome)
+            return outcome
+
+        fields = {"client": client_id, "month": month}
+        try:
+            outcome = with_retries(
+                work,
+                what=f"charges {client_id} {month}",
+                log=lambda text, fields=fields: log.warning("charges.retry", detail=text, **fields),
+            )
+        except Exception as exc:
+            # One client's failure is that client's: the others are still computed, and the
+            # run fails at the end naming it (see _fail).
+            failed.append(key)
+            log.error("charges.failed", error=f"{type(exc).__name__}: {exc}", **fields)
+            continue
         outcomes.append(outcome)
-        context.log.info(
-            f"{client_id} {month}: {outcome.events} events, {outcome.charges.height} charges, "
-            f"{outcome.errors.height} rule errors, unpriced {outcome.unpriced or 'none'}"
+        log.info(
+            "charges.computed",
+            **fields,
+            events=outcome.events,
+            charges=outcome.charges.height,
+            rule_errors=outcome.errors.height,
+            unpriced=",".join(sorted(outcome.unpriced)) or None,
         )
     yield from _checks(outcomes, missing)
+    if failed:
+        done = [k for k in context.partition_keys if k not in failed]
+        fail_partitions(context, "charges", done, failed)
     yield MaterializeResult(metadata=_metadata(outcomes))
 
 

@@ -21,6 +21,7 @@ from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.ingest.activity import build_activity_range
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
 from billing_pipeline.ingest.schemas import Envelope, failing_rows
+from billing_pipeline.runlog import RunLog
 from billing_pipeline.storage import read_parquet
 
 GROUP = "ingest"
@@ -51,8 +52,13 @@ def landing_files(context: AssetExecutionContext, settings: BillingSettings):
     paths = settings.paths()
     store = settings.store()
     zones = settings.client_zones()
+    log = RunLog(context.log, context.run_id)
     result = ingest_landing(
-        paths.landing, store, zones.timezones, log=context.log.debug, known=zones.known
+        paths.landing,
+        store,
+        zones.timezones,
+        log=lambda text: log.debug("landing.progress", detail=text),
+        known=zones.known,
     )
     manifest = result.manifest
     run_files = manifest.filter(pl.col("source_file").is_in(result.files_parsed))
@@ -167,11 +173,15 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
         for client_id in result.clients_left:
             left.setdefault(client_id, []).append(result.day.isoformat())
         problems.extend(_schema_problems(store, result.day, list(result.events_by_client)))
-    if zones.unzoned:
-        context.log.warning(
-            "rate card refused and its time zone unreadable; activity left as it was for: "
-            + ", ".join(sorted(zones.unzoned))
+    log = RunLog(context.log, context.run_id)
+    for client_id in sorted(zones.unzoned):
+        log.warning(
+            "activity.left_as_it_was",
+            client=client_id,
+            reason="rate card refused and its time zone unreadable",
         )
+    for client_id, n in sorted(by_client.items()):
+        log.info("activity.built", client=client_id, days=len(days), events=n)
     yield AssetCheckResult(
         check_name="activity_schema",
         passed=not problems,

@@ -16,10 +16,13 @@ from dagster import (
 )
 
 from billing_pipeline.defs.charges.assets import charges
+from billing_pipeline.defs.isolation import fail_partitions
 from billing_pipeline.defs.metadata import md_table
 from billing_pipeline.defs.partitions import month_client_partitions, split_key
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.invoicing import InvoiceOutcome, issue_invoice
+from billing_pipeline.retrying import with_retries
+from billing_pipeline.runlog import RunLog
 from billing_pipeline.storage import Store
 
 GROUP = "invoices"
@@ -53,16 +56,36 @@ GROUP = "invoices"
 def invoices(context: AssetExecutionContext, settings: BillingSettings):
     store = settings.store()
     cards, _ = settings.ratecards()
+    log = RunLog(context.log, context.run_id)
     outcomes: list[InvoiceOutcome] = []
+    failed: list[str] = []
     for key in context.partition_keys:
         month, client_id = split_key(key)
         card = cards.get(client_id)
+        fields = {"client": client_id, "month": month}
         if card is None:
             outcomes.append(InvoiceOutcome(month, client_id, "blocked", "no valid rate card"))
+            log.warning("invoice.blocked", **fields, reason="no valid rate card")
             continue
-        outcome = issue_invoice(store, card, month)
+        try:
+            outcome = with_retries(
+                lambda card=card, month=month: issue_invoice(store, card, month),
+                what=f"invoice {client_id} {month}",
+                log=lambda text, fields=fields: log.warning("invoice.retry", detail=text, **fields),
+            )
+        except Exception as exc:
+            # As in charges: the other clients' invoices are still written.
+            failed.append(key)
+            log.error("invoice.failed", error=f"{type(exc).__name__}: {exc}", **fields)
+            continue
         outcomes.append(outcome)
-        context.log.info(f"{client_id} {month}: {outcome.status} {outcome.reason}".strip())
+        log.info(
+            "invoice." + outcome.status,
+            **fields,
+            total=outcome.total,
+            currency=outcome.currency if outcome.total is not None else None,
+            reason=outcome.reason or None,
+        )
     mismatches = [o for o in outcomes if o.status == "issued" and not _total_matches(store, o)]
     yield AssetCheckResult(
         check_name="total_is_sum_of_lines",
@@ -76,6 +99,9 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
         severity=AssetCheckSeverity.WARN,
         metadata={"blocked": _table(blocked)},
     )
+    if failed:
+        done = [k for k in context.partition_keys if k not in failed]
+        fail_partitions(context, "invoices", done, failed)
     issued = [o for o in outcomes if o.status == "issued"]
     yield MaterializeResult(
         metadata={

@@ -31,6 +31,7 @@ from billing_pipeline.reconciliation import (
     write_month_report,
 )
 from billing_pipeline.rules import RuleEngine
+from billing_pipeline.runlog import RunLog
 
 GROUP = "reconciliation"
 
@@ -70,6 +71,7 @@ def reconciliation(context: AssetExecutionContext, settings: BillingSettings):
     engine = RuleEngine(paths.lua)
     reports: list[MonthReport] = []
     folders = []
+    log = RunLog(context.log, context.run_id)
     for key in context.partition_keys:
         month = key[:7]
         report = build_month_report(
@@ -79,8 +81,14 @@ def reconciliation(context: AssetExecutionContext, settings: BillingSettings):
         reports.append(report)
         folders.append(str(folder))
         if not report.ledger.usable:
-            context.log.warning(f"{month}: ledger {report.ledger.status}: {report.ledger.detail}")
-        context.log.info(f"{month}: {report.status_counts()} -> {folder}")
+            log.warning(
+                "reconciliation.ledger",
+                month=month,
+                status=report.ledger.status,
+                detail=report.ledger.detail,
+            )
+        counts = " ".join(f"{k}:{v}" for k, v in sorted(report.status_counts().items()))
+        log.info("reconciliation.written", month=month, rows=counts or None, folder=folder)
     yield _check(reports)
     metadata = _metadata(reports)
     metadata["folders"] = MetadataValue.md("\n".join(f"- `{f}`" for f in folders))
