@@ -984,9 +984,15 @@ local function check_basis_string(s)
   return nil
 end
 
+-- The events order[lo .. hi - 1] of one type. Not one pcall per event: the handler is called
+-- directly, so the trace of this loop runs through it (a handler called through pcall is a
+-- trace of its own that LuaJIT cannot return from, "NYI: return to lower frame", and after
+-- a few such aborts it blacklists the handler and the loop runs interpreted). The caller
+-- runs this loop under one pcall and, when a handler fails, resumes after that event
+-- (`begin` and `done` record where the loop is).
 local RUN_TYPE_SRC = [==[
-local pay, setmetatable, E_MT, ROW, client_id, warehouses, wcode, dates, dcode, rows, pcall,
-  charge, ctxs, vcode, begin, finish, decode, h, type_name = ...
+local pay, setmetatable, E_MT, ROW, client_id, warehouses, wcode, dates, dcode, rows,
+  charge, ctxs, vcode, begin, done, decode, h, type_name = ...
 return function(order, lo, hi)
   for j = lo, hi - 1 do
     local i = order[j]
@@ -999,11 +1005,10 @@ return function(order, lo, hi)
       activity_date = dates[dcode[i]],
       payload = decode(p, len, i),
     }, E_MT) -- lazy: event_id and occurred_at are made when read
-    local row = rows[i]
-    local mark = begin(row)
     local ctx = ctxs[vcode[i]]
-    local ok, err = pcall(h, e, charge, ctx)
-    finish(h, e, ctx, row, mark, ok, err)
+    begin(j, rows[i], e, ctx)
+    h(e, charge, ctx)
+    done()
   end
 end
 ]==]
@@ -1232,12 +1237,21 @@ function M.new_batch(rules, spec)
     return err
   end
 
-  -- Before and after each handler call.
-  local function begin(row)
+  -- Before and after each handler call: where the loop of the type being run is, for
+  -- run_type to resume after a failing handler.
+  local at_j, at_e, at_ctx, at_mark, in_handler = 0, nil, nil, 0, false
+  local SWALLOWED = {} -- raised by done(): the handler returned after its budget ran out
+  local function begin(j, row, e, ctx)
     cur = row
     progress[0] = row
     budget, exceeded = max_budget, false
-    return n_out
+    at_j, at_e, at_ctx, at_mark, in_handler = j, e, ctx, n_out, true
+  end
+  local function done()
+    in_handler = false
+    if exceeded then
+      error(SWALLOWED, 0)
+    end
   end
   -- A failed call is run again, interpreted and under xpcall, whose message handler sees the
   -- stack before it unwinds and so can name the rule's file and line for errors raised
@@ -1284,12 +1298,27 @@ function M.new_batch(rules, spec)
   -- The loop is loaded afresh for every type, so each type gets its own traces: monomorphic
   -- (one handler, one payload shape), the JIT compiles the event building, the payload
   -- decoder, the handler and `charge` into one loop.
-  local function type_runner(h, type_name)
+  local function run_type(h, type_name, order, lo, hi)
     local fn = assert(load(RUN_TYPE_SRC, "=run_type", "t", {}))
-    return fn(
-      pay, setmetatable, E_MT, ROW, client_id, warehouses, wcode, dates, dcode, rows, pcall,
-      charge, ctxs, vcode, begin, finish, new_decoder(), h, type_name
+    local loop = fn(
+      pay, setmetatable, E_MT, ROW, client_id, warehouses, wcode, dates, dcode, rows,
+      charge, ctxs, vcode, begin, done, new_decoder(), h, type_name
     )
+    local j = lo
+    while j < hi do
+      local ok, err = pcall(loop, order, j, hi)
+      if ok then
+        return
+      end
+      if not in_handler then
+        error(err, 0) -- not the rule's failure (the driver's own): the batch fails
+      end
+      in_handler = false
+      local e, ctx = at_e, at_ctx
+      at_e, at_ctx = nil, nil
+      finish(h, e, ctx, cur, at_mark, err == SWALLOWED, err)
+      j = at_j + 1
+    end
   end
   return function(lo, hi)
     -- rows lo..hi grouped by type code (a counting sort), each group in input order
@@ -1318,7 +1347,7 @@ function M.new_batch(rules, spec)
     for code = 0, n_types - 1 do
       local h = handlers[code]
       if h then
-        type_runner(h, types[code])(order, first[code], first[code + 1])
+        run_type(h, types[code], order, first[code], first[code + 1])
       end
     end
     progress[0] = -1
