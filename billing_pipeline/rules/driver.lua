@@ -34,6 +34,9 @@ void *calloc(size_t nmemb, size_t size);
 typedef struct { uint64_t cur, max; } bp_rlimit;
 int getrlimit(int resource, bp_rlimit *rlim);
 int setrlimit(int resource, const bp_rlimit *rlim);
+int ftruncate(int fd, int64_t length);
+void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset);
+int munmap(void *addr, size_t length);
 ]])
 
 -- The worker's address-space limit is the memory cap (lua.py's MemoryCap); memory the driver
@@ -1131,11 +1134,15 @@ function M.new_batch(rules, spec)
     out_cap = cap
   end
   -- The types ran one after another: put the charge lines back in input order (a stable
-  -- counting sort on the row, so each event's lines keep their emission order). Python then
-  -- has no sort to do.
-  local function sort_output()
+  -- counting sort on the row, so each event's lines keep their emission order), written
+  -- straight into the output file the parent maps (worker.SharedOutput: the fd, sized here),
+  -- so there is no sorted copy in this process to copy once more. Python then has no sort
+  -- to do. Returns the (offset, bytes) of each array in the file, in OUT_ARRAYS order.
+  local OUT_ARRAYS = { { "ev", 4 }, { "code", 4 }, { "q", 8 }, { "bn", 8 }, { "bs", 4 }, { "memo", 4 } }
+  local PROT_RW, MAP_SHARED = 3, 1
+  local function sort_output(fd)
     if n_out == 0 then
-      return
+      return {}
     end
     local max_row = 0
     for k = 0, n_out - 1 do
@@ -1144,7 +1151,20 @@ function M.new_batch(rules, spec)
         max_row = r
       end
     end
-    allow_more(out_cap * 32 + (max_row + 2) * 4)
+    local layout, size = {}, 0
+    for a, spec_ in ipairs(OUT_ARRAYS) do
+      local nbytes = spec_[2] * n_out
+      layout[a] = { size, nbytes }
+      size = size + math.ceil(nbytes / 8) * 8
+    end
+    allow_more(size + (max_row + 2) * 4)
+    if C.ftruncate(fd, size) ~= 0 then
+      error("cannot size the output file for charge lines", 0)
+    end
+    local base = C.mmap(nil, size, PROT_RW, MAP_SHARED, fd, 0)
+    if ffi_cast("intptr_t", base) == -1 then
+      error("cannot map the output file for charge lines", 0)
+    end
     local slot = ffi_cast(i32w, C.calloc(max_row + 2, 4))
     if slot == nil then
       error("out of memory for charge lines", 0)
@@ -1156,16 +1176,10 @@ function M.new_batch(rules, spec)
     for r = 1, max_row + 1 do
       slot[r] = slot[r] + slot[r - 1]
     end
-    local function alloc(size)
-      local q = C.malloc(out_cap * size)
-      if q == nil then
-        error("out of memory for charge lines", 0)
-      end
-      return q
-    end
-    local ev, code = ffi_cast(i32w, alloc(4)), ffi_cast(i32w, alloc(4))
-    local bs, memo = ffi_cast(i32w, alloc(4)), ffi_cast(i32w, alloc(4))
-    local q, bn = ffi_cast(f64w, alloc(8)), ffi_cast(f64w, alloc(8))
+    local at = ffi_cast("uint8_t *", base)
+    local ev, code = ffi_cast(i32w, at + layout[1][1]), ffi_cast(i32w, at + layout[2][1])
+    local q, bn = ffi_cast(f64w, at + layout[3][1]), ffi_cast(f64w, at + layout[4][1])
+    local bs, memo = ffi_cast(i32w, at + layout[5][1]), ffi_cast(i32w, at + layout[6][1])
     for k = 0, n_out - 1 do
       local r = o_ev[k]
       local d = slot[r]
@@ -1175,7 +1189,9 @@ function M.new_batch(rules, spec)
     for _, old in ipairs({ o_ev, o_code, o_bs, o_memo, o_q, o_bn, slot }) do
       C.free(old)
     end
-    o_ev, o_code, o_bs, o_memo, o_q, o_bn = ev, code, bs, memo, q, bn
+    o_ev, o_code, o_bs, o_memo, o_q, o_bn, out_cap = nil, nil, nil, nil, nil, nil, 0
+    C.munmap(base, size)
+    return layout
   end
 
   local code_ids, code_list, n_codes = {}, {}, 0
@@ -1426,32 +1442,15 @@ function M.new_batch(rules, spec)
       error(err, 0)
     end
     progress[0] = -1
-    sort_output()
-    local function addr(p)
-      return tonumber(ffi_cast("uintptr_t", p))
-    end
+    local layout = sort_output(spec.output_fd)
     return {
       n_out = n_out,
-      out = n_out > 0 and {
-        ev = addr(o_ev), code = addr(o_code), q = addr(o_q), bn = addr(o_bn), bs = addr(o_bs),
-        memo = addr(o_memo),
-      } or nil,
+      layout = layout,
       codes = code_list,
       strings = str_list,
       errors = errors,
       n_err = n_err,
     }
-  end
-end
-
--- Frees the C arrays of a result (after Python has copied them).
-function M.free_output(result)
-  local out = result.out
-  if out then
-    for _, name in ipairs({ "ev", "code", "q", "bn", "bs", "memo" }) do
-      C.free(ffi_cast("void *", out[name]))
-    end
-    result.out = nil
   end
 end
 
