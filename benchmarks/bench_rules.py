@@ -37,6 +37,13 @@ times are noisy; median of 3 of ``evaluate``), run back to back on the same mach
   the same sitting (runs interleaved); parent CPU 0.55-0.57 s -> 0.33-0.38 s; worker CPU
   0.76-0.92 s per million in the fast JIT mode, 1.4-1.7 s in the slow one (engine.py).
 
+- now (one pcall per run of events, lean payload decoders and no spill-slot aborts, a
+  two-key ``e``, the sort written into the shared output), load average 8-12, CPU per
+  million (parent with its threads + worker), two rounds interleaved with 02d854a:
+  median 1.25 s = ~800,000 events per CPU-second vs 1.42 s = ~700,000; worker 0.83-0.88 s
+  vs 0.93-1.51 s. A further run alone (load 9-17): 1.13 s = ~880,000 events per
+  CPU-second (parent 0.34-0.38 s, worker 0.78-0.79 s); wall 4.0-6.7 s at that load.
+
 The 2,000,000 events/s target is not met; engine.py's docstring says what bounds it now.
 """
 
