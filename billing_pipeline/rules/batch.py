@@ -66,6 +66,7 @@ def subset(columns: Columns, rows: pl.Series) -> Columns:
     return Columns(frame, columns.types, columns.warehouses, columns.dates)
 
 
+# the charge arrays in the output file, in driver.lua's order (OUT_ARRAYS)
 _ARRAYS = (("ev", 4), ("code", 4), ("q", 8), ("bn", 8), ("bs", 4), ("memo", 4))
 
 
@@ -151,6 +152,7 @@ def run_in_lua(
                 "activity_date": exported["d"].describe(),
                 "version": exported["v"].describe(),
                 "row": exported["row"].describe(),
+                "output_fd": output.fd,
             },
         )
         run = driver.new_batch(rules, spec)
@@ -162,21 +164,15 @@ def run_in_lua(
     n_out = int(result[b"n_out"])
     errors = result[b"errors"]
     n_err = result[b"n_err"]
-    out = result[b"out"]
-    layout = output.write(
-        [(int(out[name.encode()]), size * n_out) for name, size in _ARRAYS] if n_out else []
-    )
-    raw = RawResult(
+    return RawResult(
         n_out=n_out,
-        layout=layout,
+        layout=[(int(part[1]), int(part[2])) for part in _seq(result[b"layout"])],
         codes=[text(c) for c in _seq(result[b"codes"])],
         strings=[text(s) for s in _seq(result[b"strings"])],
         err_rows=[int(r) for r in _seq(errors[b"ev"], n_err)],
         err_lines=[int(r) for r in _seq(errors[b"line"], n_err)],
         err_messages=[text(m) for m in _seq(errors[b"msg"], n_err)],
     )
-    driver.free_output(result)
-    return raw
 
 
 def floats_to_decimal(values: pl.Series) -> pl.Series:

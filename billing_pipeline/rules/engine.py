@@ -11,11 +11,13 @@ it. Line numbers are unchanged by the rewrite.
 
 The driver (driver.lua) reads the polars columns in place through the Arrow C data interface
 and LuaJIT's FFI, groups the rows by event type (a counting sort), and runs one loop per
-type, loaded afresh per type so that each has its own traces: build ``e``, ``pcall`` the
-handler under its budget, ``charge`` writing to malloc'd C arrays, which are put back in
-input order (a stable counting sort on the row) and copied out in bulk into memory shared
-with the parent (worker.SharedOutput); the parent imports them in place through the Arrow C
-interface (no Python object per value, no copy). Payloads are decoded by a
+type, loaded afresh per type so that each has its own traces: build ``e``, call the handler
+under its budget, ``charge`` writing to malloc'd C arrays. The loop calls handlers directly
+and runs under one ``pcall``; when a handler fails, its charges are rolled back and the loop
+resumes after that event. The charge lines are then put back in input order (a stable
+counting sort on the row) straight into memory shared with the parent
+(worker.SharedOutput); the parent imports them in place through the Arrow C interface (no
+Python object per value, no copy). Payloads are decoded by a
 decoder generated per event type from the shape of its payloads (straight-line code: no loop
 inside the event loop, which LuaJIT would refuse to compile), falling back to the generic
 decoder for any payload that does not match. A failed handler call is run once more,
@@ -24,7 +26,8 @@ raised without one.
 
 Tables are lazy: interning a new unique string costs LuaJIT ~250 ns, and each event carries
 3-5 (event_id, occurred_at, order ids, tracking numbers) that handlers mostly never read. So
-``e`` gets ``event_id``/``occurred_at`` from the columns on read (a metatable ``__index``),
+``e`` holds only its payload and gets its other fields from the columns on read (a
+metatable ``__index``),
 and the shape decoders leave payload strings pending (a hidden key holding the string's
 position in the payload text; made on read). The sandbox's ``next``, ``pairs``, ``rawget``,
 ``rawset``, ``getmetatable``, ``setmetatable`` and any write to an absent key fill such a
@@ -69,28 +72,52 @@ Tried and dropped: taking order.packed's first two materials without the ``ipair
 average; a larger GC pause (slower: the heap leaves the cache); running each type in chunks
 and re-enabling blacklisted functions with ``jit.on`` (did not stop the bad mode below).
 
-JIT note (measured, not fixed): the worker's time is bimodal, ~0.65-0.9 s or 1.1-1.7 s CPU
-per million, varying between processes and sometimes between runs of one process; most of
-the swing is order.packed (0.18-0.2 s or 0.5-0.65 s). Diagnosed on the loop-less variant
-above (a trace-abort log and the handlers' first bytecode): in the slow mode LuaJIT had
-blacklisted the order.packed handler (traces that start at it, when the interpreter calls it
-through ``pcall`` before the type's loop is compiled, abort with "NYI: return to lower
-frame"; after a few the function is patched to IFUNCF and every trace that records through
-it aborts, so the loop runs interpreted), sometimes ``P_MT.__index`` too, which then slowed
-every later type that reads a payload string. Which mode a worker gets depends on hot
-counter collisions (LuaJIT hashes bytecode addresses into 64 counters), hence on the
-address layout. Keeping handlers from being blacklisted (or calling them so that a trace
-starting in them can return) is the next thing to try.
+JIT note: the worker's time used to be bimodal, ~0.65-0.9 s or 1.1-1.7 s CPU per million,
+varying between processes. Trace-abort logs (``jit.attach`` on a worker run in-process)
+showed why: the root trace of the order.shipped (sometimes order.packed) loop failed with
+"too many spill slots" (the decoder's C calls with every field value kept alive across
+them), after ~11 such aborts LuaJIT ran the loop interpreted, and the interpreter's many
+calls of the payload tables' ``__index`` got that blacklisted too, which slowed every later
+type. Handlers called through ``pcall`` aborted their own traces ("NYI: return to lower
+frame") besides. Fixed by: one ``pcall`` per run of events (above); decoders that compare
+keys with int32 loads instead of ``memcmp``, check the whole payload for a backslash once
+(one ``memchr`` per string instead of two) and store each table as soon as it is made (no
+sunk allocation keeping values alive); and LuaJIT's loop optimization off while the event
+loops are compiled (it copies the loop body and keeps values alive across iterations). In
+~18 traced in-process runs of this code: no spill-slot abort, no blacklisting (before: about
+one run in three; the dropped short-integer reader below brought one back).
 
-The 2,000,000 events/s target is NOT met (it needs ~0.5 s for everything). What bounds it
-now, per million events: the worker's Lua loop ~0.6-0.7 s CPU in the good mode
-(order.packed ~0.19 s, order.shipped ~0.15-0.3 s: the ``opts`` table per event and the
-pending label_cost string made on read, order.picked ~0.1 s, the counting sort of charge
-lines ~0.06 s; GC and table building throughout); fork and hand-over ~0.1 s; in the parent
-``encode`` ~0.06-0.1 s (Enum casts of event_type/warehouse_id, the rechunk) and building
-the frames ~0.2-0.3 s wall (event_type per charge line 0.03 s, kept as a gather from the
-caller's column because one from the small table of type names gives other string buffers
-and so other Arrow IPC bytes; decimals of quantities and bases).
+Now, against 02d854a (same machine, load average 8-12 from other work, so wall times mean
+little; ``bench_rules.py``, two interleaved rounds, 3 runs each): CPU per million events
+(parent with its polars threads + worker) median 1.42 s -> 1.25 s (~700,000 -> ~800,000
+events per CPU-second); worker 0.93-1.51 s (median 1.05) -> 0.83-0.88 s (median 0.85), the
+spread gone; parent 0.35-0.38 s -> 0.37-0.41 s (unchanged: noise). Where the worker's gain
+came from (in-process, per million): the two-key ``e`` 0.86-0.93 s -> 0.80-0.83 s; the sort
+written straight into the shared output file (no second 55 MB copy: minor faults 47k ->
+35k); the rest is the slow mode gone. Charges identical (the benchmark's hashes).
+
+Tried and dropped this round: decoding each type in blocks of 128 events before running
+their handlers (smaller traces; no better once the spill-slot aborts were gone); reading
+short integers without ``strtod`` (new "too many snapshots" aborts in order.packed, gain
+within noise); a larger or smaller GC pause (within noise, or slower at 100); jemalloc's
+``oversize_threshold:0`` for the parent (more page faults, not fewer).
+
+The 2,000,000 events/s target is NOT met: it needs ~0.5 s of CPU per million for
+everything, and one million takes ~1.2-1.3 s (~800,000 events per CPU-second). What bounds
+it now, per million events (CPU, measured in-process or with rusage):
+
+- the worker's Lua loop ~0.75 s: order.packed 0.23-0.25 s (280k events: the materials
+  loop, ``"MAT_" ..`` strings, 2-3 charges), order.shipped 0.22-0.23 s (280k: 7 payload
+  fields, the ``opts`` table and the label_cost string made on read), order.picked
+  0.12-0.13 s (300k: ~420 ns per event for building ``e``, decoding a 4-field payload and
+  one or two charges), other types ~0.1 s, the counting sort of charge
+  lines 0.07-0.08 s; GC is ~20% of the samples throughout;
+- the worker's process: runtime, fork, exports, teardown, and ~0.1-0.2 s of system time
+  (35k minor faults: the Lua heap, the charge arrays, the shared output);
+- the parent ~0.37-0.4 s: ``encode`` 0.07-0.09 s (the Enum casts, the rechunk),
+  ``to_frames`` ~0.23 s of which ~0.13 s is system time: ~60k minor faults, the ~180 MB of
+  the charges frame itself (string views per line) and copy-on-write faults on the parent's
+  heap after the fork (the same code without a fork faults 7-20k times).
 
 Limits: the instruction budget is the counter above (reset per handler call; shared by
 coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume``

@@ -39,8 +39,9 @@ class SharedOutput:
     """Memory shared with a forked child: the child writes arrays into it, the parent maps it.
 
     An anonymous memory file (``memfd_create``; a temporary file where that is missing),
-    created before the fork so the child inherits the descriptor. The child sizes it to what
-    it writes; the parent maps whatever size it has once the child is done. ``close()`` in
+    created before the fork so the child inherits the descriptor. The child (driver.lua's
+    ``sort_output``) sizes it, maps it and writes the charge arrays into it in their final
+    order; the parent maps whatever size it has once the child is done. ``close()`` in
     the parent releases it (nothing is left on any file system).
     """
 
@@ -54,23 +55,6 @@ class SharedOutput:
             os.unlink(path)
         self._map: mmap.mmap | None = None
         self._base = 0
-
-    def write(self, parts: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """In the child: copies each (address, nbytes) block; returns their (offset, nbytes)."""
-        layout, offset = [], 0
-        for _, nbytes in parts:
-            layout.append((offset, nbytes))
-            offset += (nbytes + 7) // 8 * 8
-        os.ftruncate(self.fd, offset)
-        if offset:
-            target = mmap.mmap(self.fd, offset, flags=_MAP_FLAGS)
-            cell = ctypes.c_char.from_buffer(target)
-            base = ctypes.addressof(cell)
-            for (address, nbytes), (at, _) in zip(parts, layout, strict=True):
-                ctypes.memmove(base + at, address, nbytes)
-            del cell
-            target.close()
-        return layout
 
     def address(self, offset: int) -> int:
         """In the parent, after the child: where block ``offset`` is mapped (until ``close()``)."""

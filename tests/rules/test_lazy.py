@@ -105,11 +105,16 @@ return { w = function(e, charge)
   checks[#checks + 1] = p.extra == 1 and p.flag == true and p.lines[1].sku == "A"
   checks[#checks + 1] = e.payload == p and p.lines == p.lines and p.obj.deep == p.obj.deep
   checks[#checks + 1] = #p == 0 and #p.lines == 2 and p.missing == nil and e.missing == nil
+  -- the fields of `e` made from the row on read survive a write to another one
+  e.warehouse_id = "WH9"
+  checks[#checks + 1] = e.warehouse_id == "WH9" and e.event_type == "w"
+    and e.client_id == "acme" and e.activity_date == "2026-03-02"
   for i, ok in ipairs(checks) do charge("CHECK_" .. i, ok and 1 or 0) end
 end }
 """
     charges = run(lua_dir, small_budgets, body, ["w"])
-    assert [str(q) for q in charges["quantity"]] == ["1.000000"] * 12
+    # 7 checks for each of the 2 events
+    assert [str(q) for q in charges["quantity"]] == ["1.000000"] * 14
 
 
 def test_rules_cannot_reach_the_metatable_or_hidden_keys(lua_dir, small_budgets):
