@@ -16,6 +16,7 @@ knows which partitions to re-materialize.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -41,6 +42,7 @@ from billing_pipeline.storage import (
     file_id,
     read_parquet,
     remove_tree,
+    write_bytes,
     write_parquet,
 )
 
@@ -261,6 +263,17 @@ def ingest_landing(
         set(fresh_by_client) | _registered(store, flipped) | _registered(store, dropped)
     )
 
+    # A run killed after writing a register but before the statuses, quarantine and
+    # manifest that follow from it would leave them stale for good: the next run compares
+    # against the new register and sees nothing to change. The journal names the clients
+    # being reclassified until the manifest is written; a run that finds it takes every
+    # row of those clients as changed, which rewrites all that depends on them.
+    journal = _journal_file(store)
+    interrupted = _read_journal(journal)
+    affected = sorted(set(affected) | _registered(store, interrupted))
+    if affected:
+        write_bytes(json.dumps({"clients": affected}).encode(), journal)
+
     updates = []
     changed = list(changed_files)
     for client_id in affected:
@@ -275,7 +288,9 @@ def ingest_landing(
         new = classify_client(store, client_id, rows, known=client_id in known_clients)
         write_parquet(new, store.register_file(client_id), durable=False)
         updates.append(
-            _changes(old, new, changed_files).with_columns(
+            _changes(
+                old.clear() if client_id in interrupted else old, new, changed_files
+            ).with_columns(
                 client_id=pl.lit(client_id), file_id=pl.col("file_id").cast(pl.Categorical)
             )
         )
@@ -334,7 +349,20 @@ def ingest_landing(
         sorted(manifest.values(), key=lambda r: r["source_file"]), schema=MANIFEST_SCHEMA
     )
     write_parquet(result.manifest, store.manifest_file())
+    journal.unlink(missing_ok=True)
     return result
+
+
+def _journal_file(store: Store) -> Path:
+    return store.clients_file().parent / "reclassifying.json"
+
+
+def _read_journal(journal: Path) -> set[str]:
+    """Clients whose reclassification a killed run left unfinished (see ingest_landing)."""
+    try:
+        return set(json.loads(journal.read_bytes())["clients"])
+    except FileNotFoundError:
+        return set()
 
 
 def _staged(store: Store, fid: str) -> bool:
