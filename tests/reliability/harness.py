@@ -8,6 +8,7 @@ cut would, with no cleanup code running.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -204,3 +206,47 @@ class Reader:
                 except Exception as exc:
                     self.problems.append(f"{path.relative_to(self.data)}: {exc}")
             time.sleep(0.02)  # leave the CPU to the run under test
+
+
+# --- deterministic kill points: the N-th commit (rename) of a file --------------------------
+
+
+def _die_at_commit(n: int, func: Callable[..., object], args: tuple) -> None:
+    real, count, lock = os.replace, [0], threading.Lock()
+
+    def replace(src, dst) -> None:
+        with lock:
+            count[0] += 1
+            if count[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst)
+
+    os.replace = replace
+    func(*args)
+
+
+def killed_at_commit(n: int, func: Callable[..., object], *args: object) -> None:
+    """Run ``func(*args)`` in a spawned child that SIGKILLs itself just before its n-th
+    ``os.replace`` (the commit of storage.atomic_path). ``func`` must be importable."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=_die_at_commit, args=(n, func, args)
+    )
+    child.start()
+    child.join()
+    assert child.exitcode == -signal.SIGKILL, f"expected a kill at commit {n}"
+
+
+def commits_of(func: Callable[..., object], *args: object) -> list[str]:
+    """Run ``func(*args)`` here; the targets of its commits, in order."""
+    real, seen = os.replace, []
+
+    def replace(src, dst) -> None:
+        seen.append(str(dst))
+        real(src, dst)
+
+    os.replace = replace
+    try:
+        func(*args)
+    finally:
+        os.replace = real
+    return seen

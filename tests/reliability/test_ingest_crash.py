@@ -10,11 +10,7 @@ chain re-materializes only the dates a landing run reports).
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import shutil
-import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,7 @@ import pytest
 from billing_pipeline.ingest.landing import ingest_landing
 from billing_pipeline.storage import Store
 from tests.ingest.conftest import event, line
-from tests.reliability.harness import differences, snapshot
+from tests.reliability.harness import commits_of, differences, killed_at_commit, snapshot
 
 NIGHT1 = {"acme": "America/New_York"}
 # Night two also brings beta's rate card: beta's lines move from unknown_client to valid.
@@ -56,18 +52,7 @@ def _night2(landing: Path) -> None:
     )
 
 
-def _ingest_killed_at(n: int, landing: str, root: str) -> None:
-    """In a child: run night two, SIGKILL before the n-th commit (rename) of a file."""
-    real, count, lock = os.replace, [0], threading.Lock()
-
-    def replace(src, dst) -> None:
-        with lock:
-            count[0] += 1
-            if count[0] == n:
-                os.kill(os.getpid(), signal.SIGKILL)
-        real(src, dst)
-
-    os.replace = replace
+def _night2_ingest(landing: str, root: str) -> None:
     ingest_landing(Path(landing), Store(Path(root)), NIGHT2)
 
 
@@ -87,30 +72,18 @@ def test_every_kill_point_of_a_second_night_recovers(
     nights: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     landing, after1, after2 = nights
-    commits = []
-    real = os.replace
-
-    def counting(src, dst) -> None:
-        commits.append(Path(dst).relative_to(after2).as_posix())
-        real(src, dst)
-
-    os.replace = counting
-    try:
-        expected_result = ingest_landing(landing, Store(after2), NIGHT2)
-    finally:
-        os.replace = real
+    commits = commits_of(_night2_ingest, str(landing), str(after2))
+    expected_result_root = tmp_path / "expected_result"
+    shutil.copytree(after1, expected_result_root)
+    expected_result = ingest_landing(landing, Store(expected_result_root), NIGHT2)
     expected = snapshot(after2)
     assert len(commits) >= 8, commits  # staging, registers, clients, statuses, quarantine, …
 
-    context = multiprocessing.get_context("spawn")
     failures = []
     for n in range(1, len(commits) + 1):
         root = tmp_path / f"kill{n}"
         shutil.copytree(after1, root)
-        child = context.Process(target=_ingest_killed_at, args=(n, str(landing), str(root)))
-        child.start()
-        child.join()
-        assert child.exitcode == -signal.SIGKILL
+        killed_at_commit(n, _night2_ingest, str(landing), str(root))
         rerun = ingest_landing(landing, Store(root), NIGHT2)
         problems = differences(expected, snapshot(root))
         missed = expected_result.touched_dates - rerun.touched_dates
