@@ -118,7 +118,12 @@ def is_temp(path: Path) -> bool:
 
 
 def visible_files(data: Path) -> list[Path]:
-    return sorted(p for p in data.rglob("*") if p.is_file() and not is_temp(p))
+    """Output files: not temporary files, not the (empty) lock files of billing_pipeline.locks."""
+    return sorted(
+        p
+        for p in data.rglob("*")
+        if p.is_file() and not is_temp(p) and p.relative_to(data).parts[0] != "_locks"
+    )
 
 
 def temp_files(data: Path) -> list[Path]:

@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from billing_pipeline import locks
 from billing_pipeline.charging import ChargesOutcome, compute_charges, write_charges
 from billing_pipeline.defs.code_versions import lua_code_version
 from billing_pipeline.defs.metadata import counts_table, md_table
@@ -74,8 +75,9 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
             problem = bad_cards.get(f"{client_id}.yaml") or bad_cards.get(f"{client_id}.yml")
             missing.append(f"- {client_id} {month}: {problem or 'no rate card'}")
             continue
-        outcome = compute_charges(store, engine, card, month)
-        write_charges(store, outcome)
+        with locks.charging(store, month, client_id, log=context.log.info):
+            outcome = compute_charges(store, engine, card, month)
+            write_charges(store, outcome)
         outcomes.append(outcome)
         context.log.info(
             f"{client_id} {month}: {outcome.events} events, {outcome.charges.height} charges, "

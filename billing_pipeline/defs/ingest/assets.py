@@ -14,6 +14,7 @@ from dagster import (
     asset,
 )
 
+from billing_pipeline import locks
 from billing_pipeline.defs.ingest.conservation import conservation_failures
 from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import daily_partitions
@@ -50,18 +51,19 @@ def landing_files(context: AssetExecutionContext, settings: BillingSettings):
     paths = settings.paths()
     store = settings.store()
     zones = settings.client_zones()
-    result = ingest_landing(
-        paths.landing, store, zones.timezones, log=context.log.debug, known=zones.known
-    )
+    with locks.ingest(store, log=context.log.info):
+        result = ingest_landing(
+            paths.landing, store, zones.timezones, log=context.log.debug, known=zones.known
+        )
+        quarantine = _quarantine(store.root)
+        failures = conservation_failures(store, result.manifest)
     manifest = result.manifest
     run_files = manifest.filter(pl.col("source_file").is_in(result.files_parsed))
     totals = {c: int(manifest[c].sum()) for c in ("lines", "valid", "duplicates", "quarantined")}
     run_lines = int(run_files["lines"].sum())
     run_quarantined = int(run_files["quarantined"].sum())
-    quarantine = _quarantine(store.root)
     reasons = _counts(quarantine, "reason")
 
-    failures = conservation_failures(store, manifest)
     yield AssetCheckResult(
         check_name="conservation",
         passed=failures.is_empty(),
@@ -158,14 +160,17 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
     problems = []
     left: dict[str, list[str]] = {}
     days = [date.fromisoformat(key) for key in context.partition_keys]
-    for result in build_activity_range(store, days, zones.timezones, keep=zones.unzoned):
+    with locks.ingest(store, log=context.log.info):
+        results = build_activity_range(store, days, zones.timezones, keep=zones.unzoned)
+        for result in results:
+            problems.extend(_schema_problems(store, result.day, list(result.events_by_client)))
+    for result in results:
         for client_id, n in result.events_by_client.items():
             by_client[client_id] = by_client.get(client_id, 0) + n
         for event_type, n in result.events_by_type.items():
             by_type[event_type] = by_type.get(event_type, 0) + n
         for client_id in result.clients_left:
             left.setdefault(client_id, []).append(result.day.isoformat())
-        problems.extend(_schema_problems(store, result.day, list(result.events_by_client)))
     if zones.unzoned:
         context.log.warning(
             "rate card refused and its time zone unreadable; activity left as it was for: "

@@ -15,6 +15,7 @@ from dagster import (
     asset,
 )
 
+from billing_pipeline import locks
 from billing_pipeline.defs.charges.assets import charges
 from billing_pipeline.defs.metadata import md_table
 from billing_pipeline.defs.partitions import month_client_partitions, split_key
@@ -54,16 +55,20 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
     store = settings.store()
     cards, _ = settings.ratecards()
     outcomes: list[InvoiceOutcome] = []
+    mismatches: list[InvoiceOutcome] = []
     for key in context.partition_keys:
         month, client_id = split_key(key)
         card = cards.get(client_id)
         if card is None:
             outcomes.append(InvoiceOutcome(month, client_id, "blocked", "no valid rate card"))
             continue
-        outcome = issue_invoice(store, card, month)
+        with locks.client_month(store, month, client_id, log=context.log.info):
+            outcome = issue_invoice(store, card, month)
+            matches = outcome.status != "issued" or _total_matches(store, outcome)
+        if not matches:
+            mismatches.append(outcome)
         outcomes.append(outcome)
         context.log.info(f"{client_id} {month}: {outcome.status} {outcome.reason}".strip())
-    mismatches = [o for o in outcomes if o.status == "issued" and not _total_matches(store, o)]
     yield AssetCheckResult(
         check_name="total_is_sum_of_lines",
         passed=not mismatches,
