@@ -101,6 +101,9 @@ class LandingResult:
     files_refreshed: list[str] = field(default_factory=list)
     clients_classified: list[str] = field(default_factory=list)
     touched_dates: set[date] = field(default_factory=set)
+    # Activity dates to re-materialize: those of touched_dates, and those of earlier runs
+    # whose activity has not been built since (see pending_activity).
+    activity_dates: set[date] = field(default_factory=set)
     manifest: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MANIFEST_SCHEMA))
 
 
@@ -348,9 +351,42 @@ def ingest_landing(
     result.manifest = pl.DataFrame(
         sorted(manifest.values(), key=lambda r: r["source_file"]), schema=MANIFEST_SCHEMA
     )
+    pending = pending_activity(store)
+    result.activity_dates = pending | dates_around(result.touched_dates)
+    if result.activity_dates != pending:
+        _write_pending(store, result.activity_dates)
     write_parquet(result.manifest, store.manifest_file())
     journal.unlink(missing_ok=True)
     return result
+
+
+# A run killed after its manifest is written, before Dagster records the dates it touched
+# (or before the activity run they start), would leave those dates unbuilt for good: the
+# next run finds no new file. So the dates wait in a file until ``activity_built``.
+def _pending_file(store: Store) -> Path:
+    return store.clients_file().parent / "activity_pending.json"
+
+
+def pending_activity(store: Store) -> set[date]:
+    """Activity dates that landing runs reported and no activity run has built since."""
+    try:
+        return {date.fromisoformat(d) for d in json.loads(_pending_file(store).read_bytes())}
+    except FileNotFoundError:
+        return set()
+
+
+def _write_pending(store: Store, days: set[date]) -> None:
+    if days:
+        write_bytes(json.dumps(sorted(d.isoformat() for d in days)).encode(), _pending_file(store))
+    else:
+        _pending_file(store).unlink(missing_ok=True)
+
+
+def activity_built(store: Store, days: Collection[date]) -> None:
+    """Record that the activity partitions of ``days`` are built from the current staging."""
+    pending = pending_activity(store)
+    if pending & set(days):
+        _write_pending(store, pending - set(days))
 
 
 def _journal_file(store: Store) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from billing_pipeline.ingest.landing import ingest_landing
+from billing_pipeline.ingest.landing import activity_built, ingest_landing
 from billing_pipeline.storage import Store
 from tests.ingest.conftest import event, line
 from tests.reliability.harness import commits_of, differences, killed_at_commit, snapshot
@@ -86,7 +86,31 @@ def test_every_kill_point_of_a_second_night_recovers(
         killed_at_commit(n, _night2_ingest, str(landing), str(root))
         rerun = ingest_landing(landing, Store(root), NIGHT2)
         problems = differences(expected, snapshot(root))
-        missed = expected_result.touched_dates - rerun.touched_dates
+        missed = expected_result.activity_dates - rerun.activity_dates
         if problems or missed:
             failures.append(f"killed before commit {n} ({commits[n - 1]}): {problems} {missed}")
     assert failures == [], "\n".join(failures)
+
+
+def test_dates_of_a_run_whose_activity_was_never_built_are_reported_again(
+    nights: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A run killed after its manifest (its dates never reached Dagster, or the activity
+    run they start was killed): the next run finds no new file, yet reports those dates."""
+    landing, after1, _ = nights
+    root = tmp_path / "out"
+    shutil.copytree(after1, root)
+    store = Store(root)
+    first = ingest_landing(landing, store, NIGHT2)
+    assert first.files_parsed == ["a/late.ndjson"]
+    assert first.activity_dates  # 2026-11-01 .. 2026-11-04, around the late file's UTC dates
+
+    again = ingest_landing(landing, store, NIGHT2)
+    assert again.files_parsed == [] and again.touched_dates == set()
+    assert again.activity_dates == first.activity_dates
+
+    built = sorted(first.activity_dates)[:2]
+    activity_built(store, built)
+    assert ingest_landing(landing, store, NIGHT2).activity_dates == first.activity_dates - set(
+        built
+    )

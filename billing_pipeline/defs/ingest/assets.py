@@ -20,7 +20,7 @@ from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import daily_partitions
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.ingest.activity import build_activity_range
-from billing_pipeline.ingest.landing import dates_around, ingest_landing
+from billing_pipeline.ingest.landing import activity_built, ingest_landing
 from billing_pipeline.ingest.schemas import Envelope, failing_rows
 
 GROUP = "ingest"
@@ -81,7 +81,7 @@ def landing_files(context: AssetExecutionContext, settings: BillingSettings):
             "quarantined_this_run": run_quarantined,
         },
     )
-    affected_dates = sorted(dates_around(result.touched_dates))
+    affected_dates = sorted(result.activity_dates)
     yield MaterializeResult(
         metadata={
             "files_seen": result.files_seen,
@@ -164,6 +164,7 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
         results = build_activity_range(store, days, zones.timezones, keep=zones.unzoned)
         for result in results:
             problems.extend(_schema_problems(store, result.day, list(result.events_by_client)))
+        activity_built(store, days)
     for result in results:
         for client_id, n in result.events_by_client.items():
             by_client[client_id] = by_client.get(client_id, 0) + n
