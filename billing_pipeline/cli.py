@@ -138,13 +138,24 @@ def _ensure_dagster_home(default: Path) -> Path:
 
 def _run(start: date, end: date, clients: list[str] | None) -> int:
     home = _ensure_dagster_home(Path(".dagster_home"))
-    from billing_pipeline.runner import UsageError, format_report, run_billing
+    from billing_pipeline.runner import (
+        UsageError,
+        format_report,
+        instance_unreachable,
+        run_billing,
+    )
 
     print(f"billing {start}..{end} on the Dagster instance at {home}", file=sys.stderr)
     try:
         report = run_billing(start, end, clients, progress=lambda m: print(m, file=sys.stderr))
     except UsageError as exc:
         print(f"billing run: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        message = instance_unreachable(exc)
+        if message is None:
+            raise
+        print(f"billing run: {message}", file=sys.stderr)
         return 2
     print(format_report(report))
     return 1 if report.has_problems else 0

@@ -62,6 +62,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import billing_pipeline.invoicing as invoicing
+from billing_pipeline import locks
 from billing_pipeline.charging import charges_state_file, read_charges_state
 from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.config import Paths
@@ -421,7 +422,11 @@ def close_month(
                 raise CloseUsage(f"rate card refused: {str(refused).splitlines()[0]}")
             raise CloseUsage(f"unknown client {client_id!r}: no rate card in {paths.ratecards}")
     store = Store(paths.data)
-    return [close_client_month(store, cards[c], month) for c in selected]
+    outcomes = []
+    for client_id in selected:
+        with locks.client_month(store, month, client_id, log=lambda m: print(m, file=sys.stderr)):
+            outcomes.append(close_client_month(store, cards[client_id], month))
+    return outcomes
 
 
 def main_close(argv: Sequence[str]) -> int:

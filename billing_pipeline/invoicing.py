@@ -135,8 +135,11 @@ def issue_invoice(
         },
         activity=activity_summaries(priced, charges),
     )
-    for name, data in files.items():
-        write_bytes(data, folder / name)
+    # invoice.json last: its status is what later runs go by (a final invoice is never
+    # rewritten), so a run killed between the files leaves the old JSON and the next run
+    # writes all three again, rather than a final JSON beside a draft HTML for good.
+    for name in sorted(files, key=lambda name: name == "invoice.json"):
+        write_bytes(files[name], folder / name)
     outcome.status, outcome.total, outcome.lines = "issued", priced.total, len(priced.lines)
     return outcome
 

@@ -197,6 +197,28 @@ def run_billing(
     return report
 
 
+def instance_unreachable(exc: BaseException) -> str | None:
+    """A one-line message when ``exc`` is the Dagster instance's database going away (a
+    PostgreSQL outage mid-run), naming the server; None for any other error."""
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    chain = [exc]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    if not any(
+        isinstance(e, OperationalError | DatabaseError)
+        or type(e).__name__ == "DagsterPostgresException"
+        for e in chain
+    ):
+        return None
+    cause = next((e for e in reversed(chain) if str(e).strip()), exc)
+    detail = str(cause).strip().splitlines()[0]
+    return (
+        f"the Dagster instance's database is unreachable ({detail}); the files written so "
+        "far are complete: run the same command again once the database is back"
+    )
+
+
 def _register_clients(instance: DagsterInstance, clients: list[str]) -> None:
     assert client_partitions.name is not None
     existing = set(instance.get_dynamic_partitions(client_partitions.name))

@@ -16,6 +16,7 @@ knows which partitions to re-materialize.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -42,6 +43,7 @@ from billing_pipeline.storage import (
     read_parquet,
     remove_tree,
     scan_parquet,
+    write_bytes,
     write_parquet,
 )
 
@@ -100,6 +102,9 @@ class LandingResult:
     files_refreshed: list[str] = field(default_factory=list)
     clients_classified: list[str] = field(default_factory=list)
     touched_dates: set[date] = field(default_factory=set)
+    # Activity dates to re-materialize: those of touched_dates, and those of earlier runs
+    # whose activity has not been built since (see pending_activity).
+    activity_dates: set[date] = field(default_factory=set)
     manifest: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MANIFEST_SCHEMA))
 
 
@@ -262,6 +267,17 @@ def ingest_landing(
         set(fresh_by_client) | _registered(store, flipped) | _registered(store, dropped)
     )
 
+    # A run killed after writing a register but before the statuses, quarantine and
+    # manifest that follow from it would leave them stale for good: the next run compares
+    # against the new register and sees nothing to change. The journal names the clients
+    # being reclassified until the manifest is written; a run that finds it takes every
+    # row of those clients as changed, which rewrites all that depends on them.
+    journal = _journal_file(store)
+    interrupted = _read_journal(journal)
+    affected = sorted(set(affected) | _registered(store, interrupted))
+    if affected:
+        write_bytes(json.dumps({"clients": affected}).encode(), journal)
+
     updates = []
     changed = list(changed_files)
     for client_id in affected:
@@ -276,7 +292,9 @@ def ingest_landing(
         new = classify_client(store, client_id, rows, known=client_id in known_clients)
         write_parquet(new, store.register_file(client_id), durable=False)
         updates.append(
-            _changes(old, new, changed_files).with_columns(
+            _changes(
+                old.clear() if client_id in interrupted else old, new, changed_files
+            ).with_columns(
                 client_id=pl.lit(client_id), file_id=pl.col("file_id").cast(pl.Categorical)
             )
         )
@@ -334,8 +352,54 @@ def ingest_landing(
     result.manifest = pl.DataFrame(
         sorted(manifest.values(), key=lambda r: r["source_file"]), schema=MANIFEST_SCHEMA
     )
+    pending = pending_activity(store)
+    result.activity_dates = pending | dates_around(result.touched_dates)
+    if result.activity_dates != pending:
+        _write_pending(store, result.activity_dates)
     write_parquet(result.manifest, store.manifest_file())
+    journal.unlink(missing_ok=True)
     return result
+
+
+# A run killed after its manifest is written, before Dagster records the dates it touched
+# (or before the activity run they start), would leave those dates unbuilt for good: the
+# next run finds no new file. So the dates wait in a file until ``activity_built``.
+def _pending_file(store: Store) -> Path:
+    return store.clients_file().parent / "activity_pending.json"
+
+
+def pending_activity(store: Store) -> set[date]:
+    """Activity dates that landing runs reported and no activity run has built since."""
+    try:
+        return {date.fromisoformat(d) for d in json.loads(_pending_file(store).read_bytes())}
+    except FileNotFoundError:
+        return set()
+
+
+def _write_pending(store: Store, days: set[date]) -> None:
+    if days:
+        write_bytes(json.dumps(sorted(d.isoformat() for d in days)).encode(), _pending_file(store))
+    else:
+        _pending_file(store).unlink(missing_ok=True)
+
+
+def activity_built(store: Store, days: Collection[date]) -> None:
+    """Record that the activity partitions of ``days`` are built from the current staging."""
+    pending = pending_activity(store)
+    if pending & set(days):
+        _write_pending(store, pending - set(days))
+
+
+def _journal_file(store: Store) -> Path:
+    return store.clients_file().parent / "reclassifying.json"
+
+
+def _read_journal(journal: Path) -> set[str]:
+    """Clients whose reclassification a killed run left unfinished (see ingest_landing)."""
+    try:
+        return set(json.loads(journal.read_bytes())["clients"])
+    except FileNotFoundError:
+        return set()
 
 
 def _staged(store: Store, fid: str) -> bool:

@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from billing_pipeline import locks
 from billing_pipeline.charging import ChargesOutcome, compute_charges, write_charges
 from billing_pipeline.defs.code_versions import lua_code_version
 from billing_pipeline.defs.isolation import fail_partitions
@@ -81,9 +82,10 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
             log.warning("charges.no_ratecard", client=client_id, month=month)
             continue
 
-        def work(card=card, month=month) -> ChargesOutcome:
-            outcome = compute_charges(store, engine, card, month)
-            write_charges(store, outcome)
+        def work(card=card, month=month, client_id=client_id) -> ChargesOutcome:
+            with locks.charging(store, month, client_id, log=context.log.info):
+                outcome = compute_charges(store, engine, card, month)
+                write_charges(store, outcome)
             return outcome
 
         fields = {"client": client_id, "month": month}

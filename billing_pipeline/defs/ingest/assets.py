@@ -14,12 +14,13 @@ from dagster import (
     asset,
 )
 
+from billing_pipeline import locks
 from billing_pipeline.defs.ingest.conservation import conservation_failures
 from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import daily_partitions
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.ingest.activity import build_activity_range
-from billing_pipeline.ingest.landing import dates_around, ingest_landing
+from billing_pipeline.ingest.landing import activity_built, ingest_landing
 from billing_pipeline.ingest.schemas import Envelope, failing_rows
 from billing_pipeline.runlog import RunLog
 from billing_pipeline.storage import read_parquet
@@ -53,22 +54,23 @@ def landing_files(context: AssetExecutionContext, settings: BillingSettings):
     store = settings.store()
     zones = settings.client_zones()
     log = RunLog(context.log, context.run_id)
-    result = ingest_landing(
-        paths.landing,
-        store,
-        zones.timezones,
-        log=lambda text: log.debug("landing.progress", detail=text),
-        known=zones.known,
-    )
+    with locks.ingest(store, log=context.log.info):
+        result = ingest_landing(
+            paths.landing,
+            store,
+            zones.timezones,
+            log=lambda text: log.debug("landing.progress", detail=text),
+            known=zones.known,
+        )
+        quarantine = _quarantine(store.root)
+        failures = conservation_failures(store, result.manifest)
     manifest = result.manifest
     run_files = manifest.filter(pl.col("source_file").is_in(result.files_parsed))
     totals = {c: int(manifest[c].sum()) for c in ("lines", "valid", "duplicates", "quarantined")}
     run_lines = int(run_files["lines"].sum())
     run_quarantined = int(run_files["quarantined"].sum())
-    quarantine = _quarantine(store.root)
     reasons = _counts(quarantine, "reason")
 
-    failures = conservation_failures(store, manifest)
     yield AssetCheckResult(
         check_name="conservation",
         passed=failures.is_empty(),
@@ -86,7 +88,7 @@ def landing_files(context: AssetExecutionContext, settings: BillingSettings):
             "quarantined_this_run": run_quarantined,
         },
     )
-    affected_dates = sorted(dates_around(result.touched_dates))
+    affected_dates = sorted(result.activity_dates)
     yield MaterializeResult(
         metadata={
             "files_seen": result.files_seen,
@@ -165,7 +167,12 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
     problems = []
     left: dict[str, list[str]] = {}
     days = [date.fromisoformat(key) for key in context.partition_keys]
-    for result in build_activity_range(store, days, zones.timezones, keep=zones.unzoned):
+    with locks.ingest(store, log=context.log.info):
+        results = build_activity_range(store, days, zones.timezones, keep=zones.unzoned)
+        for result in results:
+            problems.extend(_schema_problems(store, result.day, list(result.events_by_client)))
+        activity_built(store, days)
+    for result in results:
         for client_id, n in result.events_by_client.items():
             by_client[client_id] = by_client.get(client_id, 0) + n
         for event_type, n in result.events_by_type.items():

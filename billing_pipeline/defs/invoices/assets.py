@@ -15,6 +15,7 @@ from dagster import (
     asset,
 )
 
+from billing_pipeline import locks
 from billing_pipeline.defs.charges.assets import charges
 from billing_pipeline.defs.isolation import fail_partitions
 from billing_pipeline.defs.metadata import md_table
@@ -59,6 +60,7 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
     log = RunLog(context.log, context.run_id)
     outcomes: list[InvoiceOutcome] = []
     failed: list[str] = []
+    mismatches: list[InvoiceOutcome] = []
     for key in context.partition_keys:
         month, client_id = split_key(key)
         card = cards.get(client_id)
@@ -68,8 +70,10 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
             log.warning("invoice.blocked", **fields, reason="no valid rate card")
             continue
         try:
-            outcome = with_retries(
-                lambda card=card, month=month: issue_invoice(store, card, month),
+            outcome, matches = with_retries(
+                lambda card=card, month=month, client_id=client_id: _issue_locked(
+                    store, card, month, client_id, context.log.info
+                ),
                 what=f"invoice {client_id} {month}",
                 log=lambda text, fields=fields: log.warning("invoice.retry", detail=text, **fields),
             )
@@ -78,6 +82,8 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
             failed.append(key)
             log.error("invoice.failed", error=f"{type(exc).__name__}: {exc}", **fields)
             continue
+        if outcome.status == "issued" and not matches:
+            mismatches.append(outcome)
         outcomes.append(outcome)
         log.info(
             "invoice." + outcome.status,
@@ -86,7 +92,6 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
             currency=outcome.currency if outcome.total is not None else None,
             reason=outcome.reason or None,
         )
-    mismatches = [o for o in outcomes if o.status == "issued" and not _total_matches(store, o)]
     yield AssetCheckResult(
         check_name="total_is_sum_of_lines",
         passed=not mismatches,
@@ -111,6 +116,14 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
             "invoices": _table(outcomes),
         }
     )
+
+
+def _issue_locked(store, card, month: str, client_id: str, log) -> tuple[InvoiceOutcome, bool]:
+    """Issue the invoice and check its total under the client-month's lock, so a concurrent
+    run cannot rewrite the files between the two."""
+    with locks.client_month(store, month, client_id, log=log):
+        outcome = issue_invoice(store, card, month)
+        return outcome, outcome.status != "issued" or _total_matches(store, outcome)
 
 
 def _total_matches(store: Store, outcome: InvoiceOutcome) -> bool:
