@@ -11,10 +11,10 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from billing_pipeline.config import Paths
+from billing_pipeline.config import Paths, data_root
 from billing_pipeline.ingest.clients import ClientZones, client_zones
 from billing_pipeline.ratecards import RateCard, RateCardError, load_ratecards
-from billing_pipeline.storage import Store, data_root
+from billing_pipeline.storage import Store
 
 
 class BillingSettings(ConfigurableResource):
