@@ -34,7 +34,7 @@ from billing_pipeline.ingest.classify import (
     load_register,
 )
 from billing_pipeline.ingest.reading import file_sha256, list_landing_files
-from billing_pipeline.ingest.validation import parse_files
+from billing_pipeline.ingest.validation import parse_batch
 from billing_pipeline.storage import (
     Store,
     atomic_path,
@@ -145,36 +145,54 @@ def _parse_batch(batch: list[tuple[Path, str, str]], root: Path) -> _Batch:
     and the batch's register rows by client (compact: see ``_register_rows``).
 
     Runs in-process or in a worker process; what it returns is small next to the lines.
+    Per-file facts are computed for the whole batch at once and looked up by file.
     """
     store = Store(root)
+    parsed = parse_batch([(path, source) for path, source, _ in batch])
+    lines = parsed.frame
+    fids = [file_id(source) for _, source, _ in batch]
+    # Sorted by client, in small row groups: the activity build reads a group of clients
+    # at a time, and row-group statistics let it skip the other clients' rows.
+    staged = lines.sort("file_pos", "client_id", "source_line", nulls_last=True).drop("file_pos")
+    refused = lines.filter(pl.col("reason").is_not_null())
+    refused_by_file = refused.partition_by("file_pos", as_dict=True, include_key=False)
+    problems = dict(
+        refused.filter(pl.col("reason").is_in(FILE_PROBLEMS))
+        .group_by("file_pos")
+        .agg(pl.col("reason").unique().sort().str.join(", "))
+        .iter_rows()
+    )
+    dates = dict(
+        lines.group_by("file_pos")
+        .agg(pl.col("occurred_at").dt.date().drop_nulls().unique())
+        .iter_rows()
+    )
+    empty = refused.clear().drop("file_pos")
     out = []
-    register = []
-    results = parse_files([(path, source) for path, source, _ in batch])
-    for (_, source, sha), (lines, blank) in zip(batch, results, strict=True):
-        fid = file_id(source)
-        # Sorted by client, in small row groups: the activity build reads a group of clients
-        # at a time, and row-group statistics let it skip the other clients' rows.
+    offset = 0
+    for pos, ((_, source, sha), fid, count, blank) in enumerate(
+        zip(batch, fids, parsed.counts, parsed.blanks, strict=True)
+    ):
         write_staging(
-            lines.sort("client_id", "source_line", nulls_last=True),
-            store.lines_file(fid),
-            row_group_size=LINES_ROW_GROUP,
+            staged.slice(offset, count), store.lines_file(fid), row_group_size=LINES_ROW_GROUP
         )
-        refused = lines.filter(pl.col("reason").is_not_null())
-        problems = refused.filter(pl.col("reason").is_in(FILE_PROBLEMS))["reason"].unique()
-        dates = set(lines["occurred_at"].dt.date().drop_nulls().unique().to_list())
+        offset += count
         out.append(
             _Parsed(
                 source=source,
                 sha=sha,
                 file_id=fid,
                 blank=blank,
-                problem=", ".join(problems.sort()) or None,
-                fresh=_Fresh(lines.height, dates, refused.select(_QUARANTINE_SOURCE)),
+                problem=problems.get(pos),
+                fresh=_Fresh(
+                    count,
+                    set(dates.get(pos, ())),
+                    refused_by_file.get((pos,), empty).select(_QUARANTINE_SOURCE),
+                ),
             )
         )
-        register.append(_register_rows(lines, fid))
-    del results
-    rows = pl.concat(register, how="vertical_relaxed")
+    rows = _register_rows(lines, fids)
+    del parsed, lines, staged
     by_client = {
         key[0]: part.drop("client_id")
         for key, part in rows.partition_by("client_id", as_dict=True).items()
@@ -384,13 +402,17 @@ def _batches(
         yield batch
 
 
-def _register_rows(lines: pl.DataFrame, fid: str) -> pl.DataFrame:
-    """The well-formed lines of a file as compact register rows awaiting classification
-    (``_plain`` completes them): a run holds these for every line it parsed."""
+def _register_rows(lines: pl.DataFrame, fids: list[str]) -> pl.DataFrame:
+    """The well-formed lines of a batch as compact register rows awaiting classification
+    (``_plain`` completes them): a run holds these for every line it parsed. ``fids[i]``
+    is the file id of ``file_pos`` i."""
     return lines.filter(pl.col("reason").is_null()).select(
         "client_id",
         "event_id",
-        pl.lit(fid, pl.Categorical).alias("file_id"),
+        pl.col("file_pos")
+        .replace_strict(list(range(len(fids))), fids, return_dtype=pl.Utf8)
+        .cast(pl.Categorical)
+        .alias("file_id"),
         pl.col("source_file").cast(pl.Categorical),
         "source_line",
         pl.col("occurred_at").dt.date().alias("utc_date"),
