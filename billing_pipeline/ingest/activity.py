@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, STATUS_SCHEMA
+from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, STATUS_SCHEMA, local_date_expr
 from billing_pipeline.storage import (
     Store,
     atomic_path,
@@ -95,7 +95,7 @@ def build_activity_range(
             for lo, hi in _merged_spans([_utc_span(day, zones) for day in days])
         ]
     )
-    local = _local_date_expr(zones)
+    local = local_date_expr(zones)
     sources = dict(zip(manifest["file_id"], manifest["source_file"], strict=True))
     statuses: list[pl.DataFrame] = []
     paths: dict[str, list[str]] = {}  # client -> the staging files holding its valid events
@@ -274,18 +274,6 @@ def _merged_spans(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime
         else:
             merged.append((lo, hi))
     return merged
-
-
-def _local_date_expr(timezones: Mapping[str, str]) -> pl.Expr:
-    """Each row's date in its client's zone (clients grouped by zone: one conversion each)."""
-    by_zone: dict[str, list[str]] = {}
-    for client_id, zone in sorted(timezones.items()):
-        by_zone.setdefault(zone, []).append(client_id)
-    expr = pl.lit(None, pl.Date)
-    for zone, clients in sorted(by_zone.items()):
-        local = pl.col("occurred_at").dt.convert_time_zone(zone).dt.date()
-        expr = pl.when(pl.col("client_id").is_in(clients)).then(local).otherwise(expr)
-    return expr
 
 
 def _remove_stale_clients(store: Store, day: date, written: set[str], keep: set[str]) -> list[str]:

@@ -323,6 +323,7 @@ def ingest_landing(
     by_id = {file_id(s): s for s in known_sha}
     manifest = {row["file_id"]: row for row in old_manifest.iter_rows(named=True)}
     empty_changes = pl.DataFrame(schema=STATUS_SCHEMA)
+    local_date = local_date_expr(timezones)  # built once: a big expression costs to build
 
     def refresh_one(fid: str) -> tuple[dict, set[date]]:
         return _refresh_file(
@@ -330,7 +331,7 @@ def ingest_landing(
             fid,
             by_id[fid],
             changes_by_file.pop(fid, empty_changes),
-            timezones,
+            local_date,
             fresh=fresh_files.pop(fid, None),
             old_row=manifest.get(fid),
         )
@@ -453,7 +454,7 @@ def _refresh_file(
     fid: str,
     source: str,
     changes: pl.DataFrame,
-    timezones: Mapping[str, str],
+    local_date: pl.Expr,
     fresh: _Fresh | None,
     old_row: dict | None,
 ) -> tuple[dict, set[date]]:
@@ -513,7 +514,7 @@ def _refresh_file(
         "event_id",
         "event_type",
         "occurred_at",
-        _local_date(timezones).alias("activity_date"),
+        local_date.alias("activity_date"),
     )
     target = store.quarantine_file(fid)
     if quarantined.is_empty():
@@ -543,12 +544,16 @@ def _refresh_file(
     return row, dates
 
 
-def _local_date(timezones: Mapping[str, str]) -> pl.Expr:
-    """The activity date where the client's zone is known (SPEC §4); null otherwise."""
-    expr = pl.lit(None, pl.Date)
+def local_date_expr(timezones: Mapping[str, str]) -> pl.Expr:
+    """Each row's date in its client's zone (SPEC §4); null where the zone is not known.
+    Clients are grouped by zone: one conversion per zone, not per client."""
+    by_zone: dict[str, list[str]] = {}
     for client_id, zone in sorted(timezones.items()):
+        by_zone.setdefault(zone, []).append(client_id)
+    expr = pl.lit(None, pl.Date)
+    for zone, clients in sorted(by_zone.items()):
         local = pl.col("occurred_at").dt.convert_time_zone(zone).dt.date()
-        expr = pl.when(pl.col("client_id") == client_id).then(local).otherwise(expr)
+        expr = pl.when(pl.col("client_id").is_in(clients)).then(local).otherwise(expr)
     return expr
 
 
