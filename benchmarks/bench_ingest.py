@@ -176,19 +176,22 @@ def work_ingest(data: Path) -> dict:
     }
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process and its waited-for children (parse workers)."""
+def _cpu_seconds() -> tuple[float, float]:
+    """User + system CPU time of this process, and of its waited-for children (the parse
+    workers)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def worker(kind: str, data: Path) -> None:
-    before = _cpu_seconds()
+    own, kids = _cpu_seconds()
     result = work_floor(data) if kind == "floor" else work_ingest(data)
     # Measured around the work only (not imports): on a loaded machine wall time swings
     # with the other jobs, CPU time much less.
-    result["cpu_seconds"] = _cpu_seconds() - before
+    own_after, kids_after = _cpu_seconds()
+    result["cpu_seconds"] = own_after - own + kids_after - kids
+    result["worker_cpu_seconds"] = kids_after - kids
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result["ru_maxrss_kb"] = max(own, kids)
@@ -278,6 +281,7 @@ def main() -> None:
                 if kind == "ingest":
                     extra = (
                         f" (landing {run['landing_seconds']:.2f}s,"
+                        f" parse workers' cpu {run['worker_cpu_seconds']:.2f}s,"
                         f" activity {run['activity_seconds']:.2f}s,"
                         f" valid {run['valid']:,}, activity rows {run['activity_rows']:,})"
                     )

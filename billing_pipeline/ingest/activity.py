@@ -121,10 +121,11 @@ def build_activity_range(
             .collect()
         )
         position = {sources[fid]: i for i, fid in enumerate(fids)}
+        lines_of = {sources[fid]: str(store.lines_file(fid)) for fid in fids}
         counts = valid.group_by("source_file", "client_id").len().rows()
         for source, client_id, count in sorted(counts, key=lambda r: (position[r[0]], r[1])):
             per_client[client_id] = per_client.get(client_id, 0) + count
-            paths.setdefault(client_id, []).append(str(store.lines_file(file_id(source))))
+            paths.setdefault(client_id, []).append(lines_of[source])
     by_source = {s: file_id(s) for s in sources.values()}
     written: dict[date, set[str]] = {day: set() for day in days}
     files_read: dict[date, set[str]] = {day: set() for day in days}

@@ -463,18 +463,17 @@ def _refresh_file(
     Only the quarantined lines are read back from staging (most lines are valid): for a file
     parsed in this run, only those classification quarantined, the others are in memory.
     """
-    old = (
-        pl.DataFrame(schema=STATUS_SCHEMA)
-        if fresh is not None
-        else read_parquet(store.status_file(fid), STATUS_SCHEMA)
-    )
-    status = pl.concat(
-        [
-            old.join(changes.select("source_line"), on="source_line", how="anti"),
-            changes.select(list(STATUS_SCHEMA)),
-        ],
-        how="vertical_relaxed",
-    ).sort("source_line")
+    if fresh is not None:  # every line of a file parsed in this run is a change
+        status = changes.select(list(STATUS_SCHEMA)).sort("source_line")
+    else:
+        old = read_parquet(store.status_file(fid), STATUS_SCHEMA)
+        status = pl.concat(
+            [
+                old.join(changes.select("source_line"), on="source_line", how="anti"),
+                changes.select(list(STATUS_SCHEMA)),
+            ],
+            how="vertical_relaxed",
+        ).sort("source_line")
     write_staging(status, store.status_file(fid))
 
     held = status.filter(pl.col("status") == "quarantined")["source_line"]
