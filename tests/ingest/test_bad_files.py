@@ -79,8 +79,7 @@ def test_files_parsed_in_one_batch_keep_their_own_problems_dates_and_counts(
     huge = line(event(event_id="big", payload={"note": "x" * (MAX_LINE_BYTES + 1)}))
     bad = line(event(event_id="a3")).encode().replace(b"NJ1", b"NJ\xff")
     (landing.dir / "a.ndjson").write_bytes(
-        b"\n".join([line(event(event_id="a1")).encode(), huge.encode(), bad, b"", b"   "])
-        + b"\n"
+        b"\n".join([line(event(event_id="a1")).encode(), huge.encode(), bad, b"", b"   "]) + b"\n"
     )
     landing.write(
         "b.ndjson",
