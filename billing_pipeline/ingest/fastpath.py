@@ -95,13 +95,6 @@ def canonical_payload(raw: bytes | str | msgspec.Raw) -> str:
     return _CANONICAL.encode(_ANY.decode(raw)).decode()
 
 
-def canonical_value(payload: str, name: str | None) -> object:
-    """One field of a canonical payload text as the generic decode reads it (all of it for
-    ``name`` None)."""
-    value = _ANY.decode(payload)
-    return value if name is None else value.get(name)
-
-
 def canonical_payloads(payloads: list[msgspec.Struct]) -> list[str]:
     """The canonical text of decoded payload structs, in one encoder call.
 

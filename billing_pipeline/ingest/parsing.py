@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 import msgspec
+from msgspec import UNSET
 
 from billing_pipeline.catalog import CATALOG, ENVELOPE_FIELDS, Field
 from billing_pipeline.decimals import DecimalError, parse_decimal
@@ -84,11 +85,9 @@ class Columns:
     warehouse_id: list[str | None] = field(default_factory=list)
     schema_version: list[int | None] = field(default_factory=list)
     payload: list[str | None] = field(default_factory=list)
-    # True for rows the typed fast path took: their payload values are read from the
-    # canonical payload text at validation (``validation.py``).
-    fast: list[bool] = field(default_factory=list)
-    # Typed payload values of the slow-path rows for the per-type Pandera schemas: decimal
-    # fields hold an exact Decimal, a materials field holds the item count.
+    # Typed payload values for the per-type Pandera schemas. Decimal fields hold the JSON
+    # value as given (string or number) for fast-path rows, an exact Decimal for slow ones;
+    # a materials field holds the item count.
     typed_payloads: dict[str, TypedRows] = field(default_factory=dict)
     # Failures only JSON could show (missing fields, wrong JSON types), kept per row.
     failures: dict[int, Failure] = field(default_factory=dict)
@@ -108,7 +107,6 @@ class Columns:
         """A line quarantined before its envelope could be read: only its text is kept."""
         self.source_line.append(number)
         self.raw_line.append(text)
-        self.fast.append(False)
         self._fill_empty(reason, detail)
 
     def _fill_empty(self, reason: str, detail: str) -> None:
@@ -204,15 +202,12 @@ _EVENT_ID, _OCCURRED_AT, _CLIENT_ID, _WAREHOUSE_ID, _SCHEMA_VERSION, _PAYLOAD = 
 
 
 def _add_fast(cols: Columns, numbers: list[int], texts: list[str], events: list) -> None:
-    """Envelope columns and canonical payloads of typed events. Their typed payload values
-    are not gathered here, line by line: validation reads them back from the canonical
-    payload texts in bulk (``fast`` marks these rows)."""
+    base = len(cols)
     count = len(events)
     cols.source_line.extend(numbers)
     cols.raw_line.extend(texts)
     cols.reason.extend([None] * count)
     cols.detail.extend([None] * count)
-    cols.fast.extend([True] * count)
     types = fastpath.EVENT_TYPE_OF
     cols.event_id.extend(map(_EVENT_ID, events))
     cols.event_type.extend([types[e.__class__] for e in events])
@@ -220,7 +215,23 @@ def _add_fast(cols: Columns, numbers: list[int], texts: list[str], events: list)
     cols.client_id.extend(map(_CLIENT_ID, events))
     cols.warehouse_id.extend(map(_WAREHOUSE_ID, events))
     cols.schema_version.extend(map(_SCHEMA_VERSION, events))
-    cols.payload.extend(fastpath.canonical_payloads(list(map(_PAYLOAD, events))))
+    payloads = list(map(_PAYLOAD, events))
+    cols.payload.extend(fastpath.canonical_payloads(payloads))
+    groups: dict[type, list[int]] = {}
+    for offset, payload in enumerate(payloads):
+        groups.setdefault(payload.__class__, []).append(offset)
+    for offsets in groups.values():
+        event_type = types[events[offsets[0]].__class__]
+        typed = cols.typed(event_type)
+        typed.rows.extend([base + o for o in offsets])
+        group = [payloads[o] for o in offsets]
+        for spec in CATALOG[event_type]:
+            values = list(map(attrgetter(spec.name), group))
+            if not spec.required:
+                values = [None if v is UNSET else v for v in values]
+            if spec.kind == "materials":
+                values = [len(v) for v in values]
+            typed.values[spec.name].extend(values)
 
 
 def _parse_slowly(cols: Columns, number: int, text: str) -> None:
@@ -238,7 +249,6 @@ def _parse_slowly(cols: Columns, number: int, text: str) -> None:
         return
     cols.source_line.append(number)
     cols.raw_line.append(text)
-    cols.fast.append(False)
     failures: list[Failure] = []
 
     def envelope_str(name: str) -> str | None:

@@ -18,7 +18,6 @@ import polars as pl
 
 from billing_pipeline.catalog import CATALOG, Field
 from billing_pipeline.decimals import DecimalError, parse_decimal
-from billing_pipeline.ingest.fastpath import canonical_value
 from billing_pipeline.ingest.parsing import (
     ENVELOPE_ORDER,
     PAYLOAD_BASE,
@@ -66,127 +65,25 @@ def _envelope_failures(frame: pl.DataFrame) -> dict[int, Failure]:
     return failures
 
 
-def _payload_failures(cols: Columns, frame: pl.DataFrame) -> dict[int, Failure]:
-    """Failures of the payload rules, one Pandera validation per event type over its fast
-    rows (values read in bulk from their canonical payloads) and slow rows together."""
+def _payload_failures(cols: Columns) -> dict[int, Failure]:
     failures: dict[int, Failure] = {}
-    fast = (
-        frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), "event_type", "payload")
-        .filter(pl.Series(cols.fast, dtype=pl.Boolean))
-        .partition_by("event_type", as_dict=True)
-    )
-    for event_type in sorted({key[0] for key in fast} | set(cols.typed_payloads)):
+    for event_type, typed in cols.typed_payloads.items():
         specs = CATALOG[event_type]
         order = {spec.name: (PAYLOAD_BASE + i, spec) for i, spec in enumerate(specs)}
-        rows: list[int] = []
-        parts = []
-        fast_rows = fast.get((event_type,))
-        if fast_rows is not None:
-            rows.extend(fast_rows["row"].to_list())
-            parts.append(_fast_payload(event_type, fast_rows["payload"], failures, rows))
-        typed = cols.typed_payloads.get(event_type)
-        if typed is not None:
-            start = len(rows)
-            rows.extend(typed.rows)
-            columns: dict[str, object] = {}
-            for position, spec in enumerate(specs, start=PAYLOAD_BASE):
-                values = typed.values[spec.name]
-                if spec.kind == "dec":
-                    columns[spec.name] = _decimals(values, spec, failures, rows[start:], position)
-                else:
-                    columns[spec.name] = values
-            parts.append(payload_frame(event_type, columns))
-        payloads = pl.concat(parts) if len(parts) > 1 else parts[0]
-        for index, column in failing_rows(PAYLOAD_MODELS[event_type], payloads).iter_rows():
+        rows = typed.rows
+        columns: dict[str, object] = {}
+        for position, spec in enumerate(specs, start=PAYLOAD_BASE):
+            values = typed.values[spec.name]
+            if spec.kind == "dec":
+                columns[spec.name] = _decimals(values, spec, failures, rows, position)
+            else:
+                columns[spec.name] = values
+        frame = payload_frame(event_type, columns)
+        for index, column in failing_rows(PAYLOAD_MODELS[event_type], frame).iter_rows():
             position, spec = order[column]
             failure = Failure(position, "invalid_field", f"payload.{column}: {spec.rule()}")
             _keep_first(failures, rows[index], failure)
     return failures
-
-
-def _json_dtype(spec: Field) -> pl.DataType:
-    """How a field of a canonical payload is read in bulk: decimals as their text (numbers
-    are replaced by their token, see ``_fast_payload``), materials as their items."""
-    if spec.kind == "int":
-        return pl.Int64()
-    if spec.kind == "materials":
-        return pl.List(pl.Struct({"code": pl.Utf8, "qty": pl.Int64}))
-    return pl.Utf8()
-
-
-def _fast_payload(
-    event_type: str, payloads: pl.Series, failures: dict[int, Failure], rows: list[int]
-) -> pl.DataFrame:
-    """The payload frame of fast-path rows, read from their canonical payload texts.
-
-    These texts were written by msgspec from payloads the typed decode accepted: only
-    catalog fields, each of its JSON type, no nulls, integers within 64 bits. So a struct
-    decode reads every field exactly, except a decimal given as a number, which the decode
-    would turn into a float's text: its token in the canonical text is taken instead, the
-    same shortest round-trip digits as ``repr`` (``_decimals`` for slow rows).
-    """
-    specs = CATALOG[event_type]
-    dtype = pl.Struct({spec.name: _json_dtype(spec) for spec in specs})
-    try:
-        decoded = payloads.str.json_decode(dtype).struct.unnest()
-    except pl.exceptions.PolarsError:
-        # Not expected (msgspec wrote these texts): read them one by one instead.
-        return _payload_by_value(event_type, payloads, failures, rows)
-    columns: dict[str, pl.Series] = {}
-    for position, spec in enumerate(specs, start=PAYLOAD_BASE):
-        column = decoded[spec.name]
-        if spec.kind == "materials":
-            column = column.list.len().cast(pl.Int64)
-        elif spec.kind == "dec":
-            token = payloads.str.extract(f'"{spec.name}":(-?[0-9][0-9.eE+-]*)', 1)
-            texts = token.fill_null(column)
-            column = _fast_decimals(texts, payloads, spec, failures, rows, position)
-        columns[spec.name] = column.alias(spec.name)
-    return pl.DataFrame(columns).cast(
-        {name: dtype for name, dtype in payload_frame(event_type, {}).schema.items()}
-    )
-
-
-def _payload_by_value(
-    event_type: str, payloads: pl.Series, failures: dict[int, Failure], rows: list[int]
-) -> pl.DataFrame:
-    """``_fast_payload`` the slow way: each canonical payload decoded in Python."""
-    objects = [canonical_value(text, None) for text in payloads]
-    columns: dict[str, object] = {}
-    for position, spec in enumerate(CATALOG[event_type], start=PAYLOAD_BASE):
-        values = [obj.get(spec.name) for obj in objects]
-        if spec.kind == "materials":
-            values = [None if v is None else len(v) for v in values]
-        elif spec.kind == "dec":
-            values = _decimals(values, spec, failures, rows, position)
-        columns[spec.name] = values
-    return payload_frame(event_type, columns)
-
-
-def _fast_decimals(
-    texts: pl.Series,
-    payloads: pl.Series,
-    spec: Field,
-    failures: dict[int, Failure],
-    rows: list[int],
-    position: int,
-) -> pl.Series:
-    """``_decimals`` for fast-path rows: plain text in bulk; the rest one by one from the
-    value the generic decode of its canonical payload gives (the value the typed decode saw)."""
-    plain = texts.str.contains(_PLAIN_DECIMAL).fill_null(False)
-    result = (
-        texts.zip_with(plain, pl.Series([None], dtype=pl.Utf8))
-        .str.to_decimal(scale=DECIMAL_DTYPE.scale)
-        .cast(DECIMAL_DTYPE)
-    )
-    others = (~plain & texts.is_not_null()).arg_true().to_list()
-    if not others:
-        return result
-    exact = [
-        _exact(canonical_value(payloads[i], spec.name), spec, failures, rows[i], position)
-        for i in others
-    ]
-    return result.scatter(others, pl.Series(exact, dtype=DECIMAL_DTYPE, strict=False))
 
 
 _PLAIN_DECIMAL = r"^[0-9]{1,20}(\.[0-9]{1,6})?$"
@@ -357,7 +254,7 @@ def _finish(cols: Columns) -> pl.DataFrame:
     failures = dict(cols.failures)
     for row, failure in _envelope_failures(frame).items():
         _keep_first(failures, row, failure)
-    for row, failure in _payload_failures(cols, frame).items():
+    for row, failure in _payload_failures(cols).items():
         _keep_first(failures, row, failure)
     if failures:
         rows = sorted(failures)
