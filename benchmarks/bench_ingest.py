@@ -14,9 +14,11 @@ fresh subprocess so that peak RSS belongs to one measurement:
   does for a backfill), with the time zones of the generated rate cards.
 
 Prints the median of ``--repeat`` runs of each: wall time, lines/s, MB/s (uncompressed input),
-peak RSS (the sampled resident set of the whole process tree, and ``ru_maxrss``), and the
-ratio ingest / floor. Targets (issue): ratio <= 2, peak RSS <= 1.5 GB at 4M events, and
-linear growth from 1M to 4M.
+peak RSS (the sampled resident set of the whole process tree, and ``ru_maxrss``), the
+ratio ingest / floor, and the CPU seconds (user + system, parse workers included) with their
+ratio: on a shared machine the wall-time ratio swings with the load, the CPU ratio much
+less. Targets (issue): ratio <= 2, peak RSS <= 1.5 GB at 4M events, and linear growth
+from 1M to 4M.
 """
 
 from __future__ import annotations
@@ -174,8 +176,22 @@ def work_ingest(data: Path) -> dict:
     }
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """User + system CPU time of this process, and of its waited-for children (the parse
+    workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def worker(kind: str, data: Path) -> None:
+    own, kids = _cpu_seconds()
     result = work_floor(data) if kind == "floor" else work_ingest(data)
+    # Measured around the work only (not imports): on a loaded machine wall time swings
+    # with the other jobs, CPU time much less.
+    own_after, kids_after = _cpu_seconds()
+    result["cpu_seconds"] = own_after - own + kids_after - kids
+    result["worker_cpu_seconds"] = kids_after - kids
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result["ru_maxrss_kb"] = max(own, kids)
@@ -265,16 +281,19 @@ def main() -> None:
                 if kind == "ingest":
                     extra = (
                         f" (landing {run['landing_seconds']:.2f}s,"
+                        f" parse workers' cpu {run['worker_cpu_seconds']:.2f}s,"
                         f" activity {run['activity_seconds']:.2f}s,"
                         f" valid {run['valid']:,}, activity rows {run['activity_rows']:,})"
                     )
                 print(
                     f"  {events:>9,} {kind:<6} run {i + 1}: {run['seconds']:.2f}s,"
+                    f" cpu {run['cpu_seconds']:.2f}s,"
                     f" peak RSS {run['tree_rss_kb'] / 1024:.0f} MB{extra}",
                     flush=True,
                 )
             medians[kind] = {
                 "seconds": median(runs, "seconds"),
+                "cpu": median(runs, "cpu_seconds"),
                 "rss_mb": median(runs, "tree_rss_kb") / 1024,
             }
         table.append((events, lines, size, medians))
@@ -283,17 +302,21 @@ def main() -> None:
     print(f"medians of {args.repeat}")
     header = (
         f"{'events':>10} {'stage':<7} {'seconds':>8} {'lines/s':>10} {'MB/s':>7}"
-        f" {'peak RSS MB':>11} {'ratio':>6}"
+        f" {'peak RSS MB':>11} {'ratio':>6} {'cpu s':>7} {'cpu ratio':>9}"
     )
     print(header)
     print("-" * len(header))
     for events, lines, size, medians in table:
         floor = medians.get("floor", {}).get("seconds")
+        floor_cpu = medians.get("floor", {}).get("cpu")
         for kind, m in medians.items():
-            ratio = f"{m['seconds'] / floor:.2f}" if floor and kind == "ingest" else ""
+            ingest = kind == "ingest"
+            ratio = f"{m['seconds'] / floor:.2f}" if floor and ingest else ""
+            cpu_ratio = f"{m['cpu'] / floor_cpu:.2f}" if floor_cpu and ingest else ""
             print(
                 f"{events:>10,} {kind:<7} {m['seconds']:>8.2f} {lines / m['seconds']:>10,.0f}"
                 f" {size / 1e6 / m['seconds']:>7.1f} {m['rss_mb']:>11.0f} {ratio:>6}"
+                f" {m['cpu']:>7.2f} {cpu_ratio:>9}"
             )
     if len(table) > 1 and all("ingest" in t[3] for t in table):
         (e0, l0, _, m0), (e1, l1, _, m1) = table[0], table[-1]

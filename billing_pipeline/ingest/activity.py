@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, STATUS_SCHEMA
+from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, local_date_expr
 from billing_pipeline.storage import (
     Store,
     atomic_path,
@@ -97,39 +97,37 @@ def build_activity_range(
             for lo, hi in _merged_spans([_utc_span(day, zones) for day in days])
         ]
     )
-    local = _local_date_expr(zones)
+    local = local_date_expr(zones)
     sources = dict(zip(manifest["file_id"], manifest["source_file"], strict=True))
-    statuses: list[pl.DataFrame] = []
     paths: dict[str, list[str]] = {}  # client -> the staging files holding its valid events
     per_client: dict[str, int] = {}
-    for fid in candidates["file_id"]:
-        status = read_parquet(store.status_file(fid), STATUS_SCHEMA).filter(
-            (pl.col("status") == "valid") & pl.col("client_id").is_in(list(zones))
-        )
-        if status.is_empty():
-            continue
-        statuses.append(
-            status.select(
-                pl.lit(sources[fid], pl.Categorical).alias("source_file"),
+    # Every candidate's statuses in one scan (one Polars call per file cost more than the
+    # rows): the valid events of dated clients, by source file and line.
+    fids = [fid for fid in candidates["file_id"] if store.status_file(fid).exists()]
+    status_paths = [str(store.status_file(fid)) for fid in fids]
+    valid = pl.DataFrame(
+        schema={"source_file": pl.Categorical, "source_line": pl.Int64, "client_id": pl.Categorical}
+    )
+    if fids:
+        valid = (
+            pl.scan_parquet(status_paths, include_file_paths="_path")
+            .filter((pl.col("status") == "valid") & pl.col("client_id").is_in(list(zones)))
+            .select(
+                pl.col("_path")
+                .replace_strict(status_paths, [sources[fid] for fid in fids], return_dtype=pl.Utf8)
+                .cast(pl.Categorical)
+                .alias("source_file"),
                 "source_line",
                 pl.col("client_id").cast(pl.Categorical),
             )
+            .collect()
         )
-        for client_id, count in status["client_id"].value_counts().iter_rows():
+        position = {sources[fid]: i for i, fid in enumerate(fids)}
+        lines_of = {sources[fid]: str(store.lines_file(fid)) for fid in fids}
+        counts = valid.group_by("source_file", "client_id").len().rows()
+        for source, client_id, count in sorted(counts, key=lambda r: (position[r[0]], r[1])):
             per_client[client_id] = per_client.get(client_id, 0) + count
-            paths.setdefault(client_id, []).append(str(store.lines_file(fid)))
-    valid = (
-        pl.concat(statuses, how="vertical_relaxed")
-        if statuses
-        else pl.DataFrame(
-            schema={
-                "source_file": pl.Categorical,
-                "source_line": pl.Int64,
-                "client_id": pl.Categorical,
-            }
-        )
-    )
-    del statuses
+            paths.setdefault(client_id, []).append(lines_of[source])
     by_source = {s: file_id(s) for s in sources.values()}
     written: dict[date, set[str]] = {day: set() for day in days}
     files_read: dict[date, set[str]] = {day: set() for day in days}
@@ -276,18 +274,6 @@ def _merged_spans(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime
         else:
             merged.append((lo, hi))
     return merged
-
-
-def _local_date_expr(timezones: Mapping[str, str]) -> pl.Expr:
-    """Each row's date in its client's zone (clients grouped by zone: one conversion each)."""
-    by_zone: dict[str, list[str]] = {}
-    for client_id, zone in sorted(timezones.items()):
-        by_zone.setdefault(zone, []).append(client_id)
-    expr = pl.lit(None, pl.Date)
-    for zone, clients in sorted(by_zone.items()):
-        local = pl.col("occurred_at").dt.convert_time_zone(zone).dt.date()
-        expr = pl.when(pl.col("client_id").is_in(clients)).then(local).otherwise(expr)
-    return expr
 
 
 def _remove_stale_clients(store: Store, day: date, written: set[str], keep: set[str]) -> list[str]:

@@ -35,7 +35,7 @@ from billing_pipeline.ingest.classify import (
     load_register,
 )
 from billing_pipeline.ingest.reading import file_sha256, list_landing_files
-from billing_pipeline.ingest.validation import parse_files
+from billing_pipeline.ingest.validation import parse_batch
 from billing_pipeline.storage import (
     Store,
     atomic_path,
@@ -151,36 +151,54 @@ def _parse_batch(batch: list[tuple[Path, str, str]], root: Path) -> _Batch:
     and the batch's register rows by client (compact: see ``_register_rows``).
 
     Runs in-process or in a worker process; what it returns is small next to the lines.
+    Per-file facts are computed for the whole batch at once and looked up by file.
     """
     store = Store(root)
+    parsed = parse_batch([(path, source) for path, source, _ in batch])
+    lines = parsed.frame
+    fids = [file_id(source) for _, source, _ in batch]
+    # Sorted by client, in small row groups: the activity build reads a group of clients
+    # at a time, and row-group statistics let it skip the other clients' rows.
+    staged = lines.sort("file_pos", "client_id", "source_line", nulls_last=True).drop("file_pos")
+    refused = lines.filter(pl.col("reason").is_not_null())
+    refused_by_file = refused.partition_by("file_pos", as_dict=True, include_key=False)
+    problems = dict(
+        refused.filter(pl.col("reason").is_in(FILE_PROBLEMS))
+        .group_by("file_pos")
+        .agg(pl.col("reason").unique().sort().str.join(", "))
+        .iter_rows()
+    )
+    dates = dict(
+        lines.group_by("file_pos")
+        .agg(pl.col("occurred_at").dt.date().drop_nulls().unique())
+        .iter_rows()
+    )
+    empty = refused.clear().drop("file_pos")
     out = []
-    register = []
-    results = parse_files([(path, source) for path, source, _ in batch])
-    for (_, source, sha), (lines, blank) in zip(batch, results, strict=True):
-        fid = file_id(source)
-        # Sorted by client, in small row groups: the activity build reads a group of clients
-        # at a time, and row-group statistics let it skip the other clients' rows.
+    offset = 0
+    for pos, ((_, source, sha), fid, count, blank) in enumerate(
+        zip(batch, fids, parsed.counts, parsed.blanks, strict=True)
+    ):
         write_staging(
-            lines.sort("client_id", "source_line", nulls_last=True),
-            store.lines_file(fid),
-            row_group_size=LINES_ROW_GROUP,
+            staged.slice(offset, count), store.lines_file(fid), row_group_size=LINES_ROW_GROUP
         )
-        refused = lines.filter(pl.col("reason").is_not_null())
-        problems = refused.filter(pl.col("reason").is_in(FILE_PROBLEMS))["reason"].unique()
-        dates = set(lines["occurred_at"].dt.date().drop_nulls().unique().to_list())
+        offset += count
         out.append(
             _Parsed(
                 source=source,
                 sha=sha,
                 file_id=fid,
                 blank=blank,
-                problem=", ".join(problems.sort()) or None,
-                fresh=_Fresh(lines.height, dates, refused.select(_QUARANTINE_SOURCE)),
+                problem=problems.get(pos),
+                fresh=_Fresh(
+                    count,
+                    set(dates.get(pos, ())),
+                    refused_by_file.get((pos,), empty).select(_QUARANTINE_SOURCE),
+                ),
             )
         )
-        register.append(_register_rows(lines, fid))
-    del results
-    rows = pl.concat(register, how="vertical_relaxed")
+    rows = _register_rows(lines, fids)
+    del parsed, lines, staged
     by_client = {
         key[0]: part.drop("client_id")
         for key, part in rows.partition_by("client_id", as_dict=True).items()
@@ -324,6 +342,7 @@ def ingest_landing(
     by_id = {file_id(s): s for s in known_sha}
     manifest = {row["file_id"]: row for row in old_manifest.iter_rows(named=True)}
     empty_changes = pl.DataFrame(schema=STATUS_SCHEMA)
+    local_date = local_date_expr(timezones)  # built once: a big expression costs to build
 
     def refresh_one(fid: str) -> tuple[dict, set[date]]:
         return _refresh_file(
@@ -331,7 +350,7 @@ def ingest_landing(
             fid,
             by_id[fid],
             changes_by_file.pop(fid, empty_changes),
-            timezones,
+            local_date,
             fresh=fresh_files.pop(fid, None),
             old_row=manifest.get(fid),
         )
@@ -449,13 +468,17 @@ def _batches(
         yield batch
 
 
-def _register_rows(lines: pl.DataFrame, fid: str) -> pl.DataFrame:
-    """The well-formed lines of a file as compact register rows awaiting classification
-    (``_plain`` completes them): a run holds these for every line it parsed."""
+def _register_rows(lines: pl.DataFrame, fids: list[str]) -> pl.DataFrame:
+    """The well-formed lines of a batch as compact register rows awaiting classification
+    (``_plain`` completes them): a run holds these for every line it parsed. ``fids[i]``
+    is the file id of ``file_pos`` i."""
     return lines.filter(pl.col("reason").is_null()).select(
         "client_id",
         "event_id",
-        pl.lit(fid, pl.Categorical).alias("file_id"),
+        pl.col("file_pos")
+        .replace_strict(list(range(len(fids))), fids, return_dtype=pl.Utf8)
+        .cast(pl.Categorical)
+        .alias("file_id"),
         pl.col("source_file").cast(pl.Categorical),
         "source_line",
         pl.col("occurred_at").dt.date().alias("utc_date"),
@@ -496,7 +519,7 @@ def _refresh_file(
     fid: str,
     source: str,
     changes: pl.DataFrame,
-    timezones: Mapping[str, str],
+    local_date: pl.Expr,
     fresh: _Fresh | None,
     old_row: dict | None,
 ) -> tuple[dict, set[date]]:
@@ -505,18 +528,17 @@ def _refresh_file(
     Only the quarantined lines are read back from staging (most lines are valid): for a file
     parsed in this run, only those classification quarantined, the others are in memory.
     """
-    old = (
-        pl.DataFrame(schema=STATUS_SCHEMA)
-        if fresh is not None
-        else read_parquet(store.status_file(fid), STATUS_SCHEMA)
-    )
-    status = pl.concat(
-        [
-            old.join(changes.select("source_line"), on="source_line", how="anti"),
-            changes.select(list(STATUS_SCHEMA)),
-        ],
-        how="vertical_relaxed",
-    ).sort("source_line")
+    if fresh is not None:  # every line of a file parsed in this run is a change
+        status = changes.select(list(STATUS_SCHEMA)).sort("source_line")
+    else:
+        old = read_parquet(store.status_file(fid), STATUS_SCHEMA)
+        status = pl.concat(
+            [
+                old.join(changes.select("source_line"), on="source_line", how="anti"),
+                changes.select(list(STATUS_SCHEMA)),
+            ],
+            how="vertical_relaxed",
+        ).sort("source_line")
     write_staging(status, store.status_file(fid))
 
     held = status.filter(pl.col("status") == "quarantined")["source_line"]
@@ -556,7 +578,7 @@ def _refresh_file(
         "event_id",
         "event_type",
         "occurred_at",
-        _local_date(timezones).alias("activity_date"),
+        local_date.alias("activity_date"),
     )
     target = store.quarantine_file(fid)
     if quarantined.is_empty():
@@ -586,12 +608,16 @@ def _refresh_file(
     return row, dates
 
 
-def _local_date(timezones: Mapping[str, str]) -> pl.Expr:
-    """The activity date where the client's zone is known (SPEC §4); null otherwise."""
-    expr = pl.lit(None, pl.Date)
+def local_date_expr(timezones: Mapping[str, str]) -> pl.Expr:
+    """Each row's date in its client's zone (SPEC §4); null where the zone is not known.
+    Clients are grouped by zone: one conversion per zone, not per client."""
+    by_zone: dict[str, list[str]] = {}
     for client_id, zone in sorted(timezones.items()):
+        by_zone.setdefault(zone, []).append(client_id)
+    expr = pl.lit(None, pl.Date)
+    for zone, clients in sorted(by_zone.items()):
         local = pl.col("occurred_at").dt.convert_time_zone(zone).dt.date()
-        expr = pl.when(pl.col("client_id") == client_id).then(local).otherwise(expr)
+        expr = pl.when(pl.col("client_id").is_in(clients)).then(local).otherwise(expr)
     return expr
 
 

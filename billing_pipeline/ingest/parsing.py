@@ -162,29 +162,43 @@ def _first(failures: list[Failure]) -> Failure | None:
     return min(failures, key=lambda f: (f.reason != "missing_field", f.order), default=None)
 
 
-def parse_texts(cols: Columns, numbers: list[int], texts: list[str]) -> None:
-    """Append non-blank lines to the batch: the typed fast path in bulk, the rest slowly.
+def parse_block(cols: Columns, first: int, texts: list[str]) -> int:
+    """Append a block's non-blank lines (``texts[i]`` is line ``first + i``): the typed fast
+    path in bulk, the rest slowly. Returns the number of blank lines.
 
     Rows are appended fast ones first; callers sort by ``source_line`` at the end.
     """
-    candidates = [i for i, text in enumerate(texts) if text[0] == "{" and text[-1] == "}"]
+    count = len(texts)
+    # Only a line shaped like an object can be typed; blank lines never are.
+    shaped = [i for i, text in enumerate(texts) if text[:1] == "{" and text[-1:] == "}"]
+    whole = len(shaped) == count
     try:
-        events = fastpath.decode_many([texts[i] for i in candidates])
+        events = fastpath.decode_many(texts if whole else [texts[i] for i in shaped])
     except RecursionError:
         # msgspec refuses nesting thousands deep by raising; the slow path (the authority
         # on reasons) quarantines such a line, so the batch goes that way.
-        events = [None] * len(candidates)
-    keep = [i for i, event in zip(candidates, events, strict=True) if event is not None]
-    fast = [event for event in events if event is not None]
-    if len(keep) < len(texts):
-        kept = set(keep)
-        slow = [i for i in range(len(texts)) if i not in kept]
+        events = [None] * len(shaped)
+    if None in events:
+        keep = [i for i, event in zip(shaped, events, strict=True) if event is not None]
+        events = [event for event in events if event is not None]
     else:
-        slow = []
-    if fast:
-        _add_fast(cols, [numbers[i] for i in keep], [texts[i] for i in keep], fast)
-    for i in slow:
-        _parse_slowly(cols, numbers[i], texts[i])
+        keep = shaped
+    if len(keep) == count:
+        _add_fast(cols, list(range(first, first + count)), texts, events)
+        return 0
+    if events:
+        _add_fast(cols, [first + i for i in keep], [texts[i] for i in keep], events)
+    blank = 0
+    kept = set(keep)
+    for i in range(count):
+        if i in kept:
+            continue
+        text = texts[i]
+        if not text or text.isspace():
+            blank += 1
+        else:
+            _parse_slowly(cols, first + i, text)
+    return blank
 
 
 _EVENT_ID, _OCCURRED_AT, _CLIENT_ID, _WAREHOUSE_ID, _SCHEMA_VERSION, _PAYLOAD = (

@@ -152,7 +152,9 @@ def _split(chunk: bytes, first: int) -> Iterator[Block | Line]:
         texts = text.split("\n")
         # A character is at most 4 bytes: below a quarter of the limit no line can exceed it.
         if max(map(len, texts)) <= MAX_LINE_BYTES // 4:
-            yield Block(first, [t[:-1] if t.endswith("\r") else t for t in texts])
+            if "\r" in text:
+                texts = [t[:-1] if t.endswith("\r") else t for t in texts]
+            yield Block(first, texts)
             return
     # Rare: bad bytes or an over-long line somewhere in the chunk; go line by line.
     texts: list[str] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from billing_pipeline.ingest.parsing import (
     PAYLOAD_BASE,
     Columns,
     Failure,
-    parse_texts,
+    parse_block,
 )
 from billing_pipeline.ingest.reading import Line, read_lines
 from billing_pipeline.ingest.schemas import (
@@ -179,23 +180,47 @@ def parse_files(files: Sequence[tuple[Path, str]]) -> list[tuple[pl.DataFrame, i
     Validation has a fixed cost per call (a few milliseconds per schema); landing files are
     many and small, so they are validated together and split apart afterwards.
     """
+    parsed = parse_batch(files)
+    results = []
+    offset = 0
+    for count, blank in zip(parsed.counts, parsed.blanks, strict=True):
+        results.append((parsed.frame.slice(offset, count).drop("file_pos"), blank))
+        offset += count
+    return results
+
+
+@dataclass
+class ParsedBatch:
+    """The lines of several files in one frame: PARSED_SCHEMA plus ``file_pos`` (the file's
+    index in the batch), sorted by file and line; each file's line and blank-line counts."""
+
+    frame: pl.DataFrame
+    counts: list[int]
+    blanks: list[int]
+
+
+def parse_batch(files: Sequence[tuple[Path, str]]) -> ParsedBatch:
+    """``parse_files`` without splitting the result: per-file work can then be done once
+    for the whole batch (a Polars call per file costs more than its rows)."""
     cols = Columns()
-    bounds: list[tuple[int, int]] = []
+    counts: list[int] = []
     blanks: list[int] = []
     with gc_paused():
         for path, _ in files:
             start = len(cols)
             blanks.append(_read_into(cols, path))
-            bounds.append((start, len(cols)))
+            counts.append(len(cols) - start)
         frame = _finish(cols)
-    results = []
-    for (path, source_file), (start, end), blank in zip(files, bounds, blanks, strict=True):
-        part = frame.slice(start, end - start).with_columns(
-            pl.lit(source_file, pl.Utf8).alias("source_file")
-        )
-        results.append((part.select(list(PARSED_SCHEMA)).sort("source_line"), blank))
-        del path
-    return results
+    positions = pl.Series(
+        "file_pos", [i for i, count in enumerate(counts) for _ in range(count)], pl.UInt32
+    )
+    names = pl.Series([source for _, source in files], dtype=pl.Utf8)
+    frame = (
+        frame.with_columns(positions, names.gather(positions).alias("source_file"))
+        .select("file_pos", *PARSED_SCHEMA)
+        .sort("file_pos", "source_line")
+    )
+    return ParsedBatch(frame, counts, blanks)
 
 
 def _read_into(cols: Columns, path: Path) -> int:
@@ -205,15 +230,7 @@ def _read_into(cols: Columns, path: Path) -> int:
         if isinstance(item, Line):
             cols.add_unparsed(item.number, item.text, item.problem or "", item.detail)
             continue
-        keep = [i for i, text in enumerate(item.texts) if text and not text.isspace()]
-        blank += len(item.texts) - len(keep)
-        if len(keep) == len(item.texts):
-            numbers = list(range(item.first, item.first + len(keep)))
-            texts = item.texts
-        else:
-            numbers = [item.first + i for i in keep]
-            texts = [item.texts[i] for i in keep]
-        parse_texts(cols, numbers, texts)
+        blank += parse_block(cols, item.first, item.texts)
     return blank
 
 

@@ -69,3 +69,37 @@ def test_a_symlink_out_of_the_landing_dir_is_ignored(landing: Landing, tmp_path)
     (landing.dir / "link.ndjson").symlink_to(outside)
     result = ingest_landing(landing.dir, landing.store, TIMEZONES)
     assert result.files_parsed == []
+
+
+def test_files_parsed_in_one_batch_keep_their_own_problems_dates_and_counts(
+    landing: Landing,
+) -> None:
+    """Files of one parse batch are summed up in bulk; each manifest row must still hold
+    only its own file's problems, UTC dates and counts."""
+    huge = line(event(event_id="big", payload={"note": "x" * (MAX_LINE_BYTES + 1)}))
+    bad = line(event(event_id="a3")).encode().replace(b"NJ1", b"NJ\xff")
+    (landing.dir / "a.ndjson").write_bytes(
+        b"\n".join([line(event(event_id="a1")).encode(), huge.encode(), bad, b"", b"   "]) + b"\n"
+    )
+    landing.write(
+        "b.ndjson",
+        [line(event(event_id="b1", occurred_at="2026-11-05T01:00:00Z")), "", "{not json"],
+    )
+    landing.write("c.ndjson", ["", " "])
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+    rows = manifest(landing)
+    # a: line 1 valid, 2 too long, 3 not UTF-8, 4 and 5 blank (2 blank lines, 3 counted).
+    a = rows["a.ndjson"]
+    assert (a["lines"], a["valid"], a["quarantined"], a["blank_lines"]) == (3, 1, 2, 2)
+    assert a["problem"] == "invalid_encoding, line_too_long"  # both, in sorted order
+    # The two refused lines carry no readable timestamp: only line 1's date (UTC 2026-11-02).
+    assert [d.isoformat() for d in a["utc_dates"]] == ["2026-11-02"]
+    b = rows["b.ndjson"]
+    assert (b["lines"], b["valid"], b["quarantined"], b["blank_lines"]) == (2, 1, 1, 1)
+    assert b["problem"] is None  # invalid_json is a line reason, not a file problem
+    assert [d.isoformat() for d in b["utc_dates"]] == ["2026-11-05"]
+    c = rows["c.ndjson"]
+    assert (c["lines"], c["valid"], c["quarantined"], c["blank_lines"]) == (0, 0, 0, 2)
+    assert c["problem"] is None and c["utc_dates"] == []
+    assert reasons(landing, "a.ndjson") == [(2, "line_too_long"), (3, "invalid_encoding")]
+    assert reasons(landing, "b.ndjson") == [(3, "invalid_json")]

@@ -198,3 +198,50 @@ def test_mutated_lines_never_crash_and_every_line_is_accounted_for(
         days = dates_around(result.touched_dates) | {date(2026, 3, 10)}
         built = sum(build_activity(store, day, TIMEZONES).events for day in sorted(days))
         assert built == valid
+
+
+DECIMAL_FIELDS = [
+    ("order.shipped", "weight_lb"),
+    ("order.shipped", "label_cost"),
+    ("inventory.snapshot", "cubic_feet"),
+    ("labor.logged", "hours"),
+]
+# Numbers whose shortest text msgspec and ``repr`` write differently (1e-05 / 0.00001,
+# 1e+16 / 1e16), with too many places, negative, huge, or at the 64-bit edge.
+EDGE_NUMBERS = [1e-05, 1e-07, 1e15, 1e16, 1.5e17, 0.30000000000000004, -0.5, 1e300, 2**63 - 1]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(DECIMAL_FIELDS),
+            st.one_of(
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.integers(-(2**63), 2**63 - 1),
+                st.sampled_from(EDGE_NUMBERS),
+                st.decimals(allow_nan=False, allow_infinity=False, places=8).map(str),
+            ),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_decimal_numbers_read_in_bulk_as_the_slow_path_reads_them(
+    cases: list[tuple[tuple[str, str], object]],
+) -> None:
+    """The fast path reads decimal fields from the canonical payload text in bulk; every
+    number or text the typed decode accepts must come out as the slow path's Decimal or
+    failure."""
+    texts = []
+    for i, ((event_type, name), value) in enumerate(cases):
+        ev = {**_clean_events()[0], "event_id": f"e{i}", "event_type": event_type}
+        ev["payload"] = {**PAYLOADS[event_type], name: value}
+        texts.append(json.dumps(ev))
+    assert all(e is not None for e in parsing.fastpath.decode_many(texts))  # all go fast
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f.ndjson"
+        path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        fast, _ = parse_file(path, "f.ndjson")
+        slow = _slow_only(path)
+    assert fast.to_dicts() == slow.to_dicts()
