@@ -16,24 +16,33 @@ The kernel releases an ``flock`` when its holder dies, so a run killed with SIGK
 leaves a lock behind (Dagster concurrency pools keep a killed run's slots until the run is
 marked failed, which no daemon does for ``billing run``). The lock directory must be on a
 local file system shared by every run (the daemon's and ``billing run``): with outputs on
-object storage, point ``BILLING_LOCK_DIR`` at a local directory; runs on different hosts are
-not kept apart.
+object storage the default is a directory per outputs URI under this host's temp directory
+(or ``BILLING_LOCK_DIR``, a local directory); runs on different hosts are not kept apart.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
-from billing_pipeline.storage import Store
+from billing_pipeline.storage import Store, is_remote
 
 
 def lock_dir(store: Store) -> Path:
     configured = os.environ.get("BILLING_LOCK_DIR")
-    return Path(configured) if configured else store.root / "_locks"
+    if configured:
+        return Path(configured)
+    if is_remote(store.root):
+        # flock needs a local file: one directory per outputs URI in this host's temp dir,
+        # which keeps apart the runs of this host only (see the module docstring).
+        digest = hashlib.sha256(str(store.root).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "billing-locks" / digest
+    return store.root / "_locks"
 
 
 @contextmanager

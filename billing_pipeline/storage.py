@@ -208,13 +208,22 @@ def read_parquet(
     return empty if columns is None else empty.select(columns)
 
 
-def scan_parquet(paths: str | DataPath | Sequence[str | DataPath]) -> pl.LazyFrame:
-    """A lazy frame over Parquet files; remote files are fetched whole, one GET each."""
+def scan_parquet(
+    paths: str | DataPath | Sequence[str | DataPath], include_file_paths: str | None = None
+) -> pl.LazyFrame:
+    """A lazy frame over Parquet files; remote files are fetched whole, one GET each.
+    ``include_file_paths`` names a column holding each row's file, as ``str(path)``."""
     listed = [paths] if isinstance(paths, (str, Path, UPath)) else paths
     files = [data_root(p) for p in listed]
     if not any(is_remote(p) for p in files):
-        return pl.scan_parquet(files)
-    return pl.concat([read_parquet(p).lazy() for p in files], how="vertical")
+        return pl.scan_parquet(files, include_file_paths=include_file_paths)
+    frames = [read_parquet(p).lazy() for p in files]
+    if include_file_paths is not None:
+        frames = [
+            frame.with_columns(pl.lit(str(p)).alias(include_file_paths))
+            for frame, p in zip(frames, files, strict=True)
+        ]
+    return pl.concat(frames, how="vertical")
 
 
 def child_dirs(folder: DataPath) -> list[str]:

@@ -110,7 +110,7 @@ def build_activity_range(
     )
     if fids:
         valid = (
-            pl.scan_parquet(status_paths, include_file_paths="_path")
+            scan_parquet(status_paths, include_file_paths="_path")
             .filter((pl.col("status") == "valid") & pl.col("client_id").is_in(list(zones)))
             .select(
                 pl.col("_path")
