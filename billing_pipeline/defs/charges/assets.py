@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from billing_pipeline.charges_cache import ChargesCache
 from billing_pipeline.charging import ChargesOutcome, compute_charges, write_charges
 from billing_pipeline.defs.code_versions import lua_code_version
 from billing_pipeline.defs.metadata import counts_table, md_table
@@ -65,6 +66,8 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
     store = settings.store()
     cards, bad_cards = settings.ratecards()
     engine = RuleEngine(settings.paths().lua)
+    # Days whose inputs did not change come from the cache: a night costs what its new days do.
+    cache = ChargesCache(store)
     outcomes: list[ChargesOutcome] = []
     missing: list[str] = []
     for key in context.partition_keys:
@@ -74,12 +77,13 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
             problem = bad_cards.get(f"{client_id}.yaml") or bad_cards.get(f"{client_id}.yml")
             missing.append(f"- {client_id} {month}: {problem or 'no rate card'}")
             continue
-        outcome = compute_charges(store, engine, card, month)
+        outcome = compute_charges(store, engine, card, month, cache)
         write_charges(store, outcome)
         outcomes.append(outcome)
         context.log.info(
             f"{client_id} {month}: {outcome.events} events, {outcome.charges.height} charges, "
-            f"{outcome.errors.height} rule errors, unpriced {outcome.unpriced or 'none'}"
+            f"{outcome.errors.height} rule errors, unpriced {outcome.unpriced or 'none'}; "
+            f"days from cache {outcome.days_cached}, computed {outcome.days_computed}"
         )
     yield from _checks(outcomes, missing)
     yield MaterializeResult(metadata=_metadata(outcomes))
@@ -137,6 +141,8 @@ def _metadata(outcomes: list[ChargesOutcome]) -> dict:
         "events": sum(o.events for o in outcomes),
         "charges": sum(o.charges.height for o in outcomes),
         "rule_errors": sum(o.errors.height for o in outcomes),
+        "days_from_cache": sum(o.days_cached for o in outcomes),
+        "days_computed": sum(o.days_computed for o in outcomes),
         "charges_by_code": counts_table(by_code, "charge_code"),
         "events_by_type": counts_table(by_type, "event_type"),
     }
