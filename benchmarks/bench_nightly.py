@@ -376,13 +376,22 @@ def month_rows(month: dict) -> list[list[str]]:
                 f"{int(night['days_computed'])}",
                 f"{int(night['days_from_cache'])}",
                 f"{night['steps'].get('charges', 0.0):.2f}",
+                f"{night['charges_cpu']:.2f}",
                 f"{night['wall']:.2f}",
             ]
         )
     return rows
 
 
-MONTH_HEADER = ["night", "events in month", "days computed", "days cached", "charges s", "wall s"]
+MONTH_HEADER = [
+    "night",
+    "events in month",
+    "days computed",
+    "days cached",
+    "charges s",
+    "charges CPU s",
+    "wall s",
+]
 
 
 def load_average() -> str:
