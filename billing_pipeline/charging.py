@@ -1,8 +1,9 @@
 """Charges for one client-month: activity through the client's Lua rules (SPEC §5, §4.1).
 
-``compute_charges`` writes nothing, so ``billing rules diff`` can preview a rule fix with the
-same code path the asset uses; ``write_charges`` then stores the datasets and a small state
-file the invoice step reads (fingerprints, rule-error and unpriced counts).
+``compute_charges`` writes nothing but, when given one, the per-day cache
+(``charges_cache.py``), so ``billing rules diff`` can preview a rule fix with the same code
+path the asset uses; ``write_charges`` then stores the datasets and a small state file the
+invoice step reads (fingerprints, rule-error and unpriced counts).
 """
 
 from __future__ import annotations
@@ -10,9 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import date
 
 import polars as pl
 
+from billing_pipeline.charges_cache import (
+    ChargesCache,
+    DayEntry,
+    DayResult,
+    day_key,
+    file_stat,
+    read_hashed,
+)
 from billing_pipeline.ingest.activity import read_activity
 from billing_pipeline.months import first_day, month_days
 from billing_pipeline.pricing import price_month
@@ -47,6 +57,8 @@ class ChargesOutcome:
     charges: pl.DataFrame
     errors: pl.DataFrame
     unpriced: dict[str, int] = field(default_factory=dict)
+    days_cached: int = 0  # activity days whose charges came from the cache
+    days_computed: int = 0  # activity days that went through the engine
 
     @property
     def blocked(self) -> bool:
@@ -94,43 +106,159 @@ def events_fingerprint(events: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def compute_charges(store: Store, engine: RuleEngine, card: RateCard, month: str) -> ChargesOutcome:
-    events = read_activity(store, card.client_id, month_days(month))
+def month_events_sha256(day_fingerprints: dict[date, str]) -> str:
+    """The month's events fingerprint from its days' (``events_fingerprint`` of each day).
+
+    Composed from days so that a night with the cache reads only the days that changed; a
+    month without events gives the same value as ``events_fingerprint`` of no events.
+    """
+    digest = hashlib.sha256()
+    for day in sorted(day_fingerprints):
+        digest.update(f"{day.isoformat()} {day_fingerprints[day]}\n".encode())
+    return digest.hexdigest()
+
+
+def compute_charges(
+    store: Store,
+    engine: RuleEngine,
+    card: RateCard,
+    month: str,
+    cache: ChargesCache | None = None,
+) -> ChargesOutcome:
+    """The client-month's charges; with ``cache``, days whose inputs are unchanged are reused.
+
+    Days not in the cache (all of them without one) go through the engine in one batch, in
+    day order, as the whole month would; the result is split by activity date and cached.
+    """
+    client_id = card.client_id
     versions = [RateVersion(v.effective_from, dict(v.params)) for v in card.versions]
     try:
         rules_sha = engine.fingerprint(card.rules)
     except RuleLoadError:
-        # A rules file that is missing or misnamed: evaluate raises it again just below and
-        # this client's events are in error, not the run of every client's charges.
+        # A rules file that is missing or misnamed: evaluate raises it again below and this
+        # client's events are in error, not the run of every client's charges.
         rules_sha = ""
+    days = [d for d in month_days(month) if store.activity_file(d, client_id).exists()]
+    done: dict[date, DayResult] = {}
+    pending: list[tuple[date, pl.DataFrame, str, list[int], str]] = []
+    for day in days:
+        path = store.activity_file(day, client_id)
+        stat = file_stat(path)
+        entry = cache.entry(client_id, day) if cache else None
+        events = None
+        if entry and entry.activity_stat == stat:
+            activity_sha = entry.activity_sha256
+        else:
+            events, activity_sha = read_hashed(path)
+        key = day_key(
+            activity_sha256=activity_sha,
+            card=card,
+            day=day,
+            rules_sha256=rules_sha,
+            budgets=engine.budgets,
+        )
+        if cache and entry and entry.key == key:
+            try:
+                charges, errors = cache.load(client_id, day, entry)
+            except (OSError, pl.exceptions.PolarsError):
+                pass  # a file lost or torn by a crash: compute the day again
+            else:
+                if entry.activity_stat != stat:
+                    # rewritten with the same bytes (the activity asset rebuilds the days
+                    # around those that got files): remember the new file's stat
+                    entry.activity_stat = stat
+                    cache.save_entry(client_id, day, entry)
+                done[day] = DayResult(day, entry, charges, errors, cached=True)
+                continue
+        if events is None:
+            events, _ = read_hashed(path)
+        pending.append((day, events, activity_sha, stat, key))
+    if pending:
+        events = pl.concat([p[1] for p in pending], how="vertical_relaxed")
+        charges, errors = _evaluate(engine, card, versions, events)
+        charges_by_day = _by_day(charges)
+        errors_by_day = _by_day(errors)
+        for day, day_events, activity_sha, stat, key in pending:
+            entry = DayEntry(
+                key=key,
+                activity_sha256=activity_sha,
+                activity_stat=stat,
+                events=day_events.height,
+                events_sha256=events_fingerprint(day_events),
+                events_by_type=_by_type(day_events),
+            )
+            result = DayResult(
+                day,
+                entry,
+                charges_by_day.get(day, charges.clear()),
+                errors_by_day.get(day, errors.clear()),
+                cached=False,
+            )
+            if cache:
+                cache.save(client_id, day, entry, result.charges, result.errors)
+            done[day] = result
+    results = [done[d] for d in days]
+    if results:
+        charges = _concat([r.charges for r in results], CHARGES_SCHEMA)
+        errors = _concat([r.errors for r in results], ERRORS_SCHEMA)
+    else:
+        # No activity at all: the engine still decides (a month without events and a
+        # rules file that does not load has one error row naming the file).
+        charges, errors = _evaluate(engine, card, versions, read_activity(store, client_id, []))
+    priced = price_month(card, first_day(month), charges)
+    by_type: dict[str, int] = {}
+    for r in results:
+        for event_type, n in r.entry.events_by_type.items():
+            by_type[event_type] = by_type.get(event_type, 0) + n
+    return ChargesOutcome(
+        month=month,
+        client_id=client_id,
+        rules_file=card.rules,
+        rules_sha256=rules_sha,
+        ratecard_sha256=card.sha256,
+        events_sha256=month_events_sha256(
+            {r.day: r.entry.events_sha256 for r in results if r.entry.events}
+        ),
+        events=sum(r.entry.events for r in results),
+        events_by_type=dict(sorted(by_type.items())),
+        charges=charges,
+        errors=errors,
+        unpriced=dict(sorted(priced.unpriced.items())),
+        days_cached=sum(r.cached for r in results),
+        days_computed=sum(not r.cached for r in results),
+    )
+
+
+def _evaluate(
+    engine: RuleEngine, card: RateCard, versions: list[RateVersion], events: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     try:
         evaluation = engine.evaluate(
             events, client_id=card.client_id, rules_file=card.rules, versions=versions
         )
-        charges, errors = evaluation.charges, evaluation.errors
+        return evaluation.charges, evaluation.errors
     except RuleLoadError as exc:
-        # The rules file itself is broken: every event of the month is in error.
-        charges = pl.DataFrame(schema=CHARGES_SCHEMA)
-        errors = _load_failure(events, card.rules, str(exc))
-    priced = price_month(card, first_day(month), charges)
-    by_type = (
-        dict(events["event_type"].value_counts().sort("event_type").iter_rows())
-        if not events.is_empty()
-        else {}
-    )
-    return ChargesOutcome(
-        month=month,
-        client_id=card.client_id,
-        rules_file=card.rules,
-        rules_sha256=rules_sha,
-        ratecard_sha256=card.sha256,
-        events_sha256=events_fingerprint(events),
-        events=events.height,
-        events_by_type=by_type,
-        charges=charges,
-        errors=errors,
-        unpriced=dict(sorted(priced.unpriced.items())),
-    )
+        # The rules file itself is broken: every event is in error.
+        return pl.DataFrame(schema=CHARGES_SCHEMA), _load_failure(events, card.rules, str(exc))
+
+
+def _by_day(frame: pl.DataFrame) -> dict[date, pl.DataFrame]:
+    """Rows per activity date, keeping their order (the engine returns input order)."""
+    if frame.is_empty():
+        return {}
+    parts = frame.partition_by("activity_date", as_dict=True, maintain_order=True)
+    return {key[0]: part for key, part in parts.items()}
+
+
+def _by_type(events: pl.DataFrame) -> dict[str, int]:
+    if events.is_empty():
+        return {}
+    return dict(events["event_type"].value_counts().sort("event_type").iter_rows())
+
+
+def _concat(frames: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    frame = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)
+    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def _load_failure(events: pl.DataFrame, rules_file: str, message: str) -> pl.DataFrame:

@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from billing_pipeline import locks
+from billing_pipeline.charges_cache import ChargesCache
 from billing_pipeline.charging import ChargesOutcome, compute_charges, write_charges
 from billing_pipeline.defs.code_versions import lua_code_version
 from billing_pipeline.defs.isolation import fail_partitions
@@ -70,6 +71,8 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
     cards, bad_cards = settings.ratecards()
     engine = RuleEngine(settings.paths().lua)
     log = RunLog(context.log, context.run_id)
+    # Days whose inputs did not change come from the cache: a night costs what its new days do.
+    cache = ChargesCache(store)
     outcomes: list[ChargesOutcome] = []
     missing: list[str] = []
     failed: list[str] = []
@@ -84,7 +87,7 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
 
         def work(card=card, month=month, client_id=client_id) -> ChargesOutcome:
             with locks.charging(store, month, client_id, log=context.log.info):
-                outcome = compute_charges(store, engine, card, month)
+                outcome = compute_charges(store, engine, card, month, cache)
                 write_charges(store, outcome)
             return outcome
 
@@ -109,6 +112,8 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
             charges=outcome.charges.height,
             rule_errors=outcome.errors.height,
             unpriced=",".join(sorted(outcome.unpriced)) or None,
+            days_cached=outcome.days_cached,
+            days_computed=outcome.days_computed,
         )
     yield from _checks(outcomes, missing)
     if failed:
@@ -169,6 +174,8 @@ def _metadata(outcomes: list[ChargesOutcome]) -> dict:
         "events": sum(o.events for o in outcomes),
         "charges": sum(o.charges.height for o in outcomes),
         "rule_errors": sum(o.errors.height for o in outcomes),
+        "days_from_cache": sum(o.days_cached for o in outcomes),
+        "days_computed": sum(o.days_computed for o in outcomes),
         "charges_by_code": counts_table(by_code, "charge_code"),
         "events_by_type": counts_table(by_type, "event_type"),
     }

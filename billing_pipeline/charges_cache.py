@@ -1,0 +1,178 @@
+"""Charges cached per client and activity day, keyed by a fingerprint of that day's inputs.
+
+Rules are pure per event (SPEC §5): an event's charges and rule errors depend only on the
+event, the client's rules (the file and everything it requires), ``ctx.params`` of the rate
+card version in effect on its activity date, ``ctx.client_id``, the engine and its budgets.
+So a client-month's charges are the concatenation, day by day, of each day's charges, and a
+day whose inputs have not changed need not go through Lua again: the nightly run of the 30th
+costs about what the 1st does.
+
+The key of a day hashes: the activity partition file's content (sha256 of its bytes), the
+rules fingerprint (``RuleEngine.fingerprint``), the rules file name, the client id, the rate
+card version in effect that day (its ``effective_from`` and ``params``; rates and every other
+part of the card only matter to pricing, which is not cached), the budgets, and the engine's
+own source (every file of ``billing_pipeline/rules``): a new engine recomputes everything.
+
+Layout, under the outputs directory (internal state, not part of SPEC §4.1)::
+
+    _cache/charges/client_id=C/activity_date=D/entry.json         which key is stored
+    _cache/charges/client_id=C/activity_date=D/KEY.charges.parquet
+    _cache/charges/client_id=C/activity_date=D/KEY.errors.parquet
+
+``entry.json`` is written last and names its key, and the data files carry the key in their
+names, so a run killed midway leaves either the old entry (whose files are still there) or
+the new one; a stale file is never read under a key it was not computed for. One entry is
+kept per client-day. Re-hashing an unchanged activity file every night would read the whole
+month, so the entry also records the file's size, mtime and inode: when they are unchanged,
+the stored content hash is reused (the store replaces files by rename, so a rewrite always
+gets a new inode and mtime); when they changed, the file is hashed, and a rewrite with the
+same bytes (the activity asset rebuilds the days around the ones that got files) still hits.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+import billing_pipeline.rules as rules_package
+from billing_pipeline.ratecards import RateCard
+from billing_pipeline.rules import Budgets
+from billing_pipeline.storage import Store, atomic_path, read_parquet, write_parquet
+
+CACHE_FORMAT = "charges-cache v1"
+
+
+@functools.cache
+def engine_version() -> str:
+    """sha256 over the charge engine's source files (Python and Lua driver), shortened."""
+    root = Path(rules_package.__file__).parent
+    digest = hashlib.sha256(CACHE_FORMAT.encode() + b"\n")
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in {".py", ".lua"}:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def day_key(
+    *,
+    activity_sha256: str,
+    card: RateCard,
+    day: date,
+    rules_sha256: str,
+    budgets: Budgets,
+) -> str:
+    """The fingerprint of everything one client-day's charges and rule errors depend on."""
+    version = card.version_on(day)
+    inputs = {
+        "format": CACHE_FORMAT,
+        "engine": engine_version(),
+        "budgets": asdict(budgets),
+        "client_id": card.client_id,
+        "rules_file": card.rules,
+        "rules_sha256": rules_sha256,
+        "version": None if version is None else version.effective_from.isoformat(),
+        "params": None if version is None else version.params,
+        "activity_sha256": activity_sha256,
+    }
+    text = json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass
+class DayEntry:
+    """What a cached client-day holds besides its two frames."""
+
+    key: str
+    activity_sha256: str
+    activity_stat: list[int]  # size, mtime_ns, inode of the activity file when hashed
+    events: int
+    events_sha256: str  # charging.events_fingerprint of the day's events
+    events_by_type: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DayResult:
+    day: date
+    entry: DayEntry
+    charges: pl.DataFrame
+    errors: pl.DataFrame
+    cached: bool
+
+
+class ChargesCache:
+    """Per client-day charges under ``_cache/charges``; ``write=False`` only reads it."""
+
+    def __init__(self, store: Store, write: bool = True) -> None:
+        self.store = store
+        self.write = write
+
+    def day_dir(self, client_id: str, day: date) -> Path:
+        return (
+            self.store.root
+            / "_cache"
+            / "charges"
+            / f"client_id={client_id}"
+            / f"activity_date={day.isoformat()}"
+        )
+
+    def entry(self, client_id: str, day: date) -> DayEntry | None:
+        path = self.day_dir(client_id, day) / "entry.json"
+        if not path.exists():
+            return None
+        try:
+            return DayEntry(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            return None  # unreadable or from another format: recompute the day
+
+    def load(self, client_id: str, day: date, entry: DayEntry) -> tuple[pl.DataFrame, pl.DataFrame]:
+        folder = self.day_dir(client_id, day)
+        # No schema: a missing file raises (FileNotFoundError) rather than reading as empty.
+        charges = read_parquet(folder / f"{entry.key}.charges.parquet")
+        errors = read_parquet(folder / f"{entry.key}.errors.parquet")
+        return charges, errors
+
+    def save(
+        self,
+        client_id: str,
+        day: date,
+        entry: DayEntry,
+        charges: pl.DataFrame,
+        errors: pl.DataFrame,
+    ) -> None:
+        if not self.write:
+            return
+        folder = self.day_dir(client_id, day)
+        # Rebuildable from the activity, so no fsync (storage.atomic_path's ``durable``): a
+        # file lost or torn by a crash fails to load and the day is simply computed again.
+        write_parquet(charges, folder / f"{entry.key}.charges.parquet", durable=False)
+        write_parquet(errors, folder / f"{entry.key}.errors.parquet", durable=False)
+        self.save_entry(client_id, day, entry)
+        for stale in folder.glob("*.parquet"):
+            if not stale.name.startswith(entry.key + "."):
+                stale.unlink(missing_ok=True)
+
+    def save_entry(self, client_id: str, day: date, entry: DayEntry) -> None:
+        if not self.write:
+            return
+        target = self.day_dir(client_id, day) / "entry.json"
+        with atomic_path(target, durable=False) as tmp:
+            tmp.write_text(json.dumps(asdict(entry), sort_keys=True))
+
+
+def file_stat(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns, info.st_ino]
+
+
+def read_hashed(path: Path) -> tuple[pl.DataFrame, str]:
+    """The activity file's rows and the sha256 of its bytes, reading it once."""
+    data = path.read_bytes()
+    return pl.read_parquet(io.BytesIO(data)), hashlib.sha256(data).hexdigest()

@@ -1,0 +1,233 @@
+"""The per-day charges cache (charges_cache.py): a month built night by night equals a cold
+rebuild, and each kind of input change recomputes exactly the days it affects.
+
+Data: ``billing generate`` (3 clients, 2026-03-01 .. 03-08, ~1,500 events a day), ingested
+with the real ingestion code into a "full" store. The third client bills with ``errs.lua``,
+which raises for every ``order.cancelled``, so rule errors go through the cache too. The
+cold rebuild is ``compute_charges`` without a cache: the whole month in one engine batch,
+as before the cache existed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from billing_pipeline.charges_cache import ChargesCache
+from billing_pipeline.charging import ChargesOutcome, compute_charges
+from billing_pipeline.generate import GenerateOptions, generate
+from billing_pipeline.ingest.activity import build_activity_range
+from billing_pipeline.ingest.landing import dates_around, ingest_landing
+from billing_pipeline.ratecards import RateCard, load_ratecards
+from billing_pipeline.rules import RuleEngine
+from billing_pipeline.storage import Store, write_parquet
+
+REPO_LUA = Path(__file__).resolve().parents[2] / "lua"
+MONTH = "2026-03"
+DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(8)]
+ERRS_LUA = """\
+local rules = require("rules.default")
+rules["order.cancelled"] = function(e, charge, ctx) error("cannot bill " .. e.event_id) end
+return rules
+"""
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated, ingested activity of the 8 days (read-only; tests copy what they need)."""
+    root = tmp_path_factory.mktemp("full")
+    generate(
+        GenerateOptions(
+            out=root / "gen",
+            clients=3,
+            start=DAYS[0],
+            days=len(DAYS),
+            events_per_day=1500,
+            seed=7,
+        )
+    )
+    cards, bad = load_ratecards(root / "gen" / "ratecards")
+    assert not bad and len(cards) == 3
+    timezones = {c: card.timezone for c, card in cards.items()}
+    store = Store(root / "data")
+    result = ingest_landing(root / "gen" / "landing", store, timezones)
+    build_activity_range(store, sorted(dates_around(result.touched_dates)), timezones)
+    return root
+
+
+@pytest.fixture
+def world(full: Path, tmp_path: Path) -> dict:
+    """A fresh outputs directory, Lua tree and rate cards; the third client on errs.lua."""
+    lua = tmp_path / "lua"
+    shutil.copytree(REPO_LUA, lua)
+    (lua / "rules" / "errs.lua").write_text(ERRS_LUA)
+    ratecards = tmp_path / "ratecards"
+    shutil.copytree(full / "gen" / "ratecards", ratecards)
+    third = sorted(ratecards.glob("*.yaml"))[2]
+    card = yaml.safe_load(third.read_text())
+    card["rules"] = "errs.lua"
+    third.write_text(yaml.safe_dump(card))
+    return {
+        "full": Store(full / "data"),
+        "store": Store(tmp_path / "data"),
+        "lua": lua,
+        "ratecards": ratecards,
+    }
+
+
+def cards(world: dict) -> dict[str, RateCard]:
+    loaded, bad = load_ratecards(world["ratecards"])
+    assert not bad
+    return loaded
+
+
+def land_day(world: dict, day: date) -> None:
+    """Copy one day's activity partition files from the full store (what a night adds)."""
+    source = world["full"].activity_dir(day)
+    if source.exists():
+        shutil.copytree(source, world["store"].activity_dir(day), dirs_exist_ok=True)
+
+
+def run_all(world: dict, cache: bool = True) -> dict[str, ChargesOutcome]:
+    engine = RuleEngine(world["lua"])
+    store = world["store"]
+    return {
+        client: compute_charges(store, engine, card, MONTH, ChargesCache(store) if cache else None)
+        for client, card in cards(world).items()
+    }
+
+
+def assert_same(cached: ChargesOutcome, cold: ChargesOutcome) -> None:
+    assert cached.charges.equals(cold.charges), cached.client_id
+    assert cached.errors.equals(cold.errors), cached.client_id
+    assert cached.charges.schema == cold.charges.schema
+    assert cached.errors.schema == cold.errors.schema
+    for name in ("events", "events_by_type", "events_sha256", "rules_sha256", "unpriced"):
+        assert getattr(cached, name) == getattr(cold, name), name
+
+
+def days_with_activity(world: dict, client: str) -> list[date]:
+    store = world["store"]
+    return [d for d in DAYS if store.activity_file(d, client).exists()]
+
+
+def test_month_built_night_by_night_equals_a_cold_rebuild(world: dict) -> None:
+    seen: dict[str, set[date]] = {}
+    for day in DAYS:
+        land_day(world, day)
+        outcomes = run_all(world)
+        for client, outcome in outcomes.items():
+            had = seen.setdefault(client, set())
+            now = set(days_with_activity(world, client))
+            # each night goes through Lua only for the day that arrived
+            assert outcome.days_computed == len(now - had)
+            assert outcome.days_cached == len(had)
+            seen[client] = now
+    cold = run_all(world, cache=False)
+    for client, outcome in outcomes.items():
+        assert outcome.days_cached == len(seen[client]) - 1
+        assert_same(outcome, cold[client])
+        assert cold[client].days_computed == len(seen[client])
+    # the comparison means something: charges on every day, rule errors cached too
+    errs = next(o for o in outcomes.values() if o.rules_file == "errs.lua")
+    assert errs.errors.height > 0
+    assert set(errs.errors["activity_date"].unique()) <= set(DAYS)
+    assert all(o.charges.height > 1000 for o in outcomes.values())
+
+
+def full_month(world: dict) -> dict[str, ChargesOutcome]:
+    for day in DAYS:
+        land_day(world, day)
+    first = run_all(world)
+    assert all(o.days_cached == 0 for o in first.values())
+    again = run_all(world)
+    assert all(o.days_computed == 0 and o.days_cached == len(DAYS) for o in again.values())
+    return again
+
+
+def test_a_rule_edit_recomputes_only_the_clients_whose_rules_it_touches(world: dict) -> None:
+    full_month(world)
+    errs = world["lua"] / "rules" / "errs.lua"
+    errs.write_text(ERRS_LUA.replace("cannot bill", "no charge for cancelled"))
+    outcomes = run_all(world)
+    for outcome in outcomes.values():
+        if outcome.rules_file == "errs.lua":
+            assert (outcome.days_computed, outcome.days_cached) == (len(DAYS), 0)
+            assert outcome.errors["message"].str.contains("no charge for cancelled").all()
+        else:
+            assert (outcome.days_computed, outcome.days_cached) == (0, len(DAYS))
+    cold = run_all(world, cache=False)
+    for client, outcome in outcomes.items():
+        assert_same(outcome, cold[client])
+
+
+def test_a_params_change_recomputes_the_days_from_its_effective_date(world: dict) -> None:
+    before = full_month(world)
+    heavy = [c for c, o in before.items() if o.rules_file == "heavy_parcel.lua"]
+    assert heavy, "the generator gives one client heavy_parcel.lua with params"
+    client = heavy[0]
+    path = world["ratecards"] / f"{client}.yaml"
+    card = yaml.safe_load(path.read_text())
+    later = dict(card["versions"][-1])
+    later["effective_from"] = "2026-03-05"
+    later["params"] = {"heavy_lb": 1}  # nearly every parcel now heavy: SHIP_HEAVY on each
+    card["versions"].append(later)
+    path.write_text(yaml.safe_dump(card))
+    outcomes = run_all(world)
+    changed = [d for d in DAYS if d >= date(2026, 3, 5)]
+    assert outcomes[client].days_computed == len(changed)
+    assert outcomes[client].days_cached == len(DAYS) - len(changed)
+    cut = pl.col("activity_date") >= date(2026, 3, 5)
+
+    def heavy_lines(outcome: ChargesOutcome, late: bool) -> int:
+        lines = outcome.charges.filter(pl.col("charge_code") == "SHIP_HEAVY")
+        return lines.filter(cut if late else ~cut).height
+
+    # heavier than 1 lb is nearly every parcel: more SHIP_HEAVY from the 5th, same before
+    assert heavy_lines(outcomes[client], late=True) > heavy_lines(before[client], late=True)
+    assert heavy_lines(outcomes[client], late=False) == heavy_lines(before[client], late=False)
+    for other, outcome in outcomes.items():
+        if other != client:
+            assert outcome.days_computed == 0
+    # a rate change that leaves params alone only matters to pricing: nothing recomputed
+    card["versions"][0]["charges"]["PICK_ORDER"]["rate"] = "9.99"
+    path.write_text(yaml.safe_dump(card))
+    assert run_all(world)[client].days_computed == 0
+    cold = run_all(world, cache=False)
+    for other, outcome in run_all(world).items():
+        assert_same(outcome, cold[other])
+
+
+def test_a_late_file_recomputes_its_day_only(world: dict) -> None:
+    outcomes = full_month(world)
+    client = sorted(outcomes)[0]
+    store = world["store"]
+    target = store.activity_file(DAYS[2], client)
+    frame = pl.read_parquet(target)
+    # the same rows written again (a new file, same bytes): still from the cache
+    write_parquet(frame, target)
+    assert run_all(world)[client].days_computed == 0
+    # a late file adds events to that day: only it goes through Lua again
+    late = world["full"].activity_file(DAYS[3], client)
+    extra = (
+        pl.read_parquet(late)
+        .head(5)
+        .with_columns(pl.col("event_id") + "-late", pl.lit(DAYS[2]).alias("activity_date"))
+    )
+    write_parquet(pl.concat([frame, extra]), target)
+    outcome = run_all(world)[client]
+    assert (outcome.days_computed, outcome.days_cached) == (1, len(DAYS) - 1)
+    assert outcome.events == outcomes[client].events + 5
+    # a cache file lost in a crash: that day is computed again, not read as empty
+    cache = ChargesCache(store)
+    entry = cache.entry(client, DAYS[4])
+    assert entry is not None
+    (cache.day_dir(client, DAYS[4]) / f"{entry.key}.charges.parquet").unlink()
+    again = run_all(world)[client]
+    assert again.days_computed == 1
+    assert_same(again, run_all(world, cache=False)[client])
