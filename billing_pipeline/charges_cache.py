@@ -44,7 +44,8 @@ import polars as pl
 import billing_pipeline.rules as rules_package
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import Budgets
-from billing_pipeline.storage import Store, atomic_path, read_parquet, write_parquet
+from billing_pipeline.config import DataPath
+from billing_pipeline.storage import Store, atomic_path, is_remote, read_parquet, write_parquet
 
 CACHE_FORMAT = "charges-cache v1"
 
@@ -167,12 +168,17 @@ class ChargesCache:
             tmp.write_text(json.dumps(asdict(entry), sort_keys=True))
 
 
-def file_stat(path: Path) -> list[int]:
+def file_stat(path: DataPath) -> list[int | str]:
+    """What changes whenever the file is replaced: size, mtime and inode on disk; size, ETag
+    and last-modified time on an object store (which has no inodes)."""
+    if is_remote(path):
+        info = path.fs.info(path.path)
+        return [int(info["size"]), str(info.get("ETag", "")), str(info.get("LastModified", ""))]
     info = path.stat()
     return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
-def read_hashed(path: Path) -> tuple[pl.DataFrame, str]:
+def read_hashed(path: DataPath) -> tuple[pl.DataFrame, str]:
     """The activity file's rows and the sha256 of its bytes, reading it once."""
     data = path.read_bytes()
     return pl.read_parquet(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
