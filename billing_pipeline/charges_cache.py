@@ -42,9 +42,9 @@ from pathlib import Path
 import polars as pl
 
 import billing_pipeline.rules as rules_package
+from billing_pipeline.config import DataPath
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import Budgets
-from billing_pipeline.config import DataPath
 from billing_pipeline.storage import Store, atomic_path, is_remote, read_parquet, write_parquet
 
 CACHE_FORMAT = "charges-cache v1"
@@ -93,7 +93,7 @@ class DayEntry:
 
     key: str
     activity_sha256: str
-    activity_stat: list[int]  # size, mtime_ns, inode of the activity file when hashed
+    activity_stat: list[int | str]  # file_stat of the activity file when hashed
     events: int
     events_sha256: str  # charging.events_fingerprint of the day's events
     events_by_type: dict[str, int] = field(default_factory=dict)
