@@ -138,21 +138,29 @@ def _ensure_dagster_home(default: Path) -> Path:
 
 def _run(start: date, end: date, clients: list[str] | None) -> int:
     home = _ensure_dagster_home(Path(".dagster_home"))
+    from dagster import DagsterInstance
+
     from billing_pipeline.runner import (
         UsageError,
         format_report,
+        instance_server,
         instance_unreachable,
         run_billing,
     )
 
     print(f"billing {start}..{end} on the Dagster instance at {home}", file=sys.stderr)
+    server = None
     try:
-        report = run_billing(start, end, clients, progress=lambda m: print(m, file=sys.stderr))
+        instance = DagsterInstance.get()
+        server = instance_server(instance)
+        report = run_billing(
+            start, end, clients, instance, progress=lambda m: print(m, file=sys.stderr)
+        )
     except UsageError as exc:
         print(f"billing run: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        message = instance_unreachable(exc)
+        message = instance_unreachable(exc, server)
         if message is None:
             raise
         print(f"billing run: {message}", file=sys.stderr)

@@ -197,7 +197,18 @@ def run_billing(
     return report
 
 
-def instance_unreachable(exc: BaseException) -> str | None:
+def instance_server(instance: DagsterInstance) -> str | None:
+    """``host:port/database`` of a PostgreSQL instance's storage (no credentials), else None."""
+    url = getattr(instance.run_storage, "postgres_url", None)
+    if not url:
+        return None
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
+
+
+def instance_unreachable(exc: BaseException, server: str | None = None) -> str | None:
     """A one-line message when ``exc`` is the Dagster instance's database going away (a
     PostgreSQL outage mid-run), naming the server; None for any other error."""
     from sqlalchemy.exc import DatabaseError, OperationalError
@@ -213,8 +224,9 @@ def instance_unreachable(exc: BaseException) -> str | None:
         return None
     cause = next((e for e in reversed(chain) if str(e).strip()), exc)
     detail = str(cause).strip().splitlines()[0]
+    where = f" at {server}" if server else ""
     return (
-        f"the Dagster instance's database is unreachable ({detail}); the files written so "
+        f"the Dagster instance's database{where} is unreachable ({detail}); the files written so "
         "far are complete: run the same command again once the database is back"
     )
 
