@@ -14,8 +14,12 @@ import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from billing_pipeline.cli_args import OneLineParser, UsageError, iso_date
+
+if TYPE_CHECKING:  # dagster is imported late: `billing ratecard validate` stays fast
+    from dagster import DagsterInstance
 
 DEMO_DIR = "demo"
 
@@ -136,10 +140,24 @@ def _ensure_dagster_home(default: Path) -> Path:
     return home
 
 
-def _run(start: date, end: date, clients: list[str] | None) -> int:
-    home = _ensure_dagster_home(Path(".dagster_home"))
+def _open_instance(home: Path) -> DagsterInstance:
+    """The instance, its storages created under a lock in ``home``: two ``billing run``s
+    started at once on a new SQLite home would both create its schema, and one of them would
+    fail ("table secondary_indexes already exists")."""
+    import fcntl
+
     from dagster import DagsterInstance
 
+    with open(home / ".billing-instance.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        instance = DagsterInstance.get()
+        # Each property builds its storage (and a new SQLite file's schema) on first use.
+        _ = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+        return instance
+
+
+def _run(start: date, end: date, clients: list[str] | None) -> int:
+    home = _ensure_dagster_home(Path(".dagster_home"))
     from billing_pipeline.runner import (
         UsageError,
         format_report,
@@ -151,7 +169,7 @@ def _run(start: date, end: date, clients: list[str] | None) -> int:
     print(f"billing {start}..{end} on the Dagster instance at {home}", file=sys.stderr)
     server = None
     try:
-        instance = DagsterInstance.get()
+        instance = _open_instance(home)
         server = instance_server(instance)
         report = run_billing(
             start, end, clients, instance, progress=lambda m: print(m, file=sys.stderr)

@@ -216,11 +216,17 @@ def instance_unreachable(exc: BaseException, server: str | None = None) -> str |
     chain = [exc]
     while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
         chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
-    if not any(
-        isinstance(e, OperationalError | DatabaseError)
-        or type(e).__name__ == "DagsterPostgresException"
-        for e in chain
-    ):
+
+    def from_postgres(e: BaseException) -> bool:
+        # Only the PostgreSQL driver's errors: a SQLite error (a schema created twice, say)
+        # is a bug to see in full, not an outage.
+        if type(e).__name__ == "DagsterPostgresException":
+            return True
+        if isinstance(e, OperationalError | DatabaseError):
+            return type(e.orig).__module__.split(".")[0] == "psycopg2"
+        return type(e).__module__.split(".")[0] == "psycopg2"
+
+    if not any(from_postgres(e) for e in chain):
         return None
     cause = next((e for e in reversed(chain) if str(e).strip()), exc)
     detail = str(cause).strip().splitlines()[0]
