@@ -220,13 +220,10 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def measure(kind: str, data: Path) -> dict:
-    """One measurement in a fresh interpreter; adds the sampled peak RSS of its tree."""
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", kind, "--data", str(data)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def run_sampled(command: list[str], kind: str) -> tuple[str, int]:
+    """Run ``command``; its standard output and the peak RSS (kB) of its process tree,
+    sampled every 20 ms (ru_maxrss sees one process, not the workers it starts)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     peak = 0
     done = threading.Event()
 
@@ -243,6 +240,13 @@ def measure(kind: str, data: Path) -> dict:
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{kind} worker failed with exit status {proc.returncode}")
+    return out, peak
+
+
+def measure(kind: str, data: Path) -> dict:
+    """One measurement in a fresh interpreter; adds the sampled peak RSS of its tree."""
+    command = [sys.executable, __file__, "--worker", kind, "--data", str(data)]
+    out, peak = run_sampled(command, kind)
     result = json.loads(out.strip().splitlines()[-1])
     result["tree_rss_kb"] = max(peak, result["ru_maxrss_kb"])
     return result

@@ -46,7 +46,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -55,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import _tree_rss_kb, work_floor  # noqa: E402
+from bench_ingest import run_sampled, work_floor  # noqa: E402
 
 NIGHT = date(2026, 3, 10)
 MONTH_START = date(2026, 3, 1)
@@ -268,23 +267,7 @@ def measure(kind: str, data: Path, out: Path, days: int = 1) -> dict:
     command = [sys.executable, __file__, "--worker", kind, "--data", str(data)]
     command += ["--work", str(work), "--month-days", str(days)]
     try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        peak = 0
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, _tree_rss_kb(proc.pid))
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        stdout, _ = proc.communicate()
-        done.set()
-        sampler.join()
-        if proc.returncode != 0:
-            raise SystemExit(f"{kind} worker failed with exit status {proc.returncode}")
+        stdout, peak = run_sampled(command, kind)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     line = next(ln for ln in reversed(stdout.splitlines()) if ln.startswith("RESULT "))
