@@ -7,10 +7,30 @@ Dagster then shows the written partitions as materialized and only the failed on
 (the run itself is failed, so it is seen and alerted on).
 """
 
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeVar
 
 from dagster import AssetExecutionContext, AssetMaterialization, Failure, MetadataValue
+
+from billing_pipeline.retrying import with_retries
+from billing_pipeline.runlog import RunLog
+
+T = TypeVar("T")
+
+
+def attempt(work: Callable[[], T], *, stage: str, log: RunLog, client: str, month: str) -> T | None:
+    """``work()`` for one client-month, retried on transient I/O errors; None when it failed
+    anyway (logged as ``<stage>.failed``), so that the step goes on with the other clients."""
+    fields = {"client": client, "month": month}
+    try:
+        return with_retries(
+            work,
+            what=f"{stage} {client} {month}",
+            log=lambda text: log.warning(f"{stage}.retry", detail=text, **fields),
+        )
+    except Exception as exc:
+        log.error(f"{stage}.failed", error=f"{type(exc).__name__}: {exc}", **fields)
+        return None
 
 
 def fail_partitions(

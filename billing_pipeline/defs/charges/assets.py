@@ -16,11 +16,10 @@ from billing_pipeline import locks
 from billing_pipeline.charges_cache import ChargesCache
 from billing_pipeline.charging import ChargesOutcome, compute_charges, write_charges
 from billing_pipeline.defs.code_versions import lua_code_version
-from billing_pipeline.defs.isolation import fail_partitions
+from billing_pipeline.defs.isolation import attempt, fail_partitions
 from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import month_client_partitions, split_key
 from billing_pipeline.defs.resources import BillingSettings
-from billing_pipeline.retrying import with_retries
 from billing_pipeline.rules import RuleEngine
 from billing_pipeline.runlog import RunLog
 
@@ -92,17 +91,11 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
             return outcome
 
         fields = {"client": client_id, "month": month}
-        try:
-            outcome = with_retries(
-                work,
-                what=f"charges {client_id} {month}",
-                log=lambda text, fields=fields: log.warning("charges.retry", detail=text, **fields),
-            )
-        except Exception as exc:
+        outcome = attempt(work, stage="charges", log=log, **fields)
+        if outcome is None:
             # One client's failure is that client's: the others are still computed, and the
-            # run fails at the end naming it (see _fail).
+            # step fails at the end naming it (fail_partitions).
             failed.append(key)
-            log.error("charges.failed", error=f"{type(exc).__name__}: {exc}", **fields)
             continue
         outcomes.append(outcome)
         log.info(

@@ -17,12 +17,11 @@ from dagster import (
 
 from billing_pipeline import locks
 from billing_pipeline.defs.charges.assets import charges
-from billing_pipeline.defs.isolation import fail_partitions
+from billing_pipeline.defs.isolation import attempt, fail_partitions
 from billing_pipeline.defs.metadata import md_table
 from billing_pipeline.defs.partitions import month_client_partitions, split_key
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.invoicing import InvoiceOutcome, issue_invoice
-from billing_pipeline.retrying import with_retries
 from billing_pipeline.runlog import RunLog
 from billing_pipeline.storage import Store
 
@@ -69,19 +68,19 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
             outcomes.append(InvoiceOutcome(month, client_id, "blocked", "no valid rate card"))
             log.warning("invoice.blocked", **fields, reason="no valid rate card")
             continue
-        try:
-            outcome, matches = with_retries(
-                lambda card=card, month=month, client_id=client_id: _issue_locked(
-                    store, card, month, client_id, context.log.info
-                ),
-                what=f"invoice {client_id} {month}",
-                log=lambda text, fields=fields: log.warning("invoice.retry", detail=text, **fields),
-            )
-        except Exception as exc:
+        issued = attempt(
+            lambda card=card, month=month, client_id=client_id: _issue_locked(
+                store, card, month, client_id, context.log.info
+            ),
+            stage="invoice",
+            log=log,
+            **fields,
+        )
+        if issued is None:
             # As in charges: the other clients' invoices are still written.
             failed.append(key)
-            log.error("invoice.failed", error=f"{type(exc).__name__}: {exc}", **fields)
             continue
+        outcome, matches = issued
         if outcome.status == "issued" and not matches:
             mismatches.append(outcome)
         outcomes.append(outcome)
