@@ -76,6 +76,9 @@ _MINIMUM_KEYS = ("code", "covers", "amount", "description", "gl_account", "categ
 _MINIMUM_REQUIRED = ("code", "covers", "amount", "gl_account")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class RateCardError(Exception):
     """A rate card (or several) refused; ``problems`` holds one message per problem."""
 
@@ -158,8 +161,11 @@ class _Checker:
         self.problems: list[str] = []
 
     def add(self, path: str, what: str) -> None:
+        problem = f"{self.filename}: {path}: {what}" if path else f"{self.filename}: {what}"
+        # Values quoted from the card may hold line breaks (a folded YAML scalar): a problem
+        # is one line whatever the card holds.
         self.problems.append(
-            f"{self.filename}: {path}: {what}" if path else f"{self.filename}: {what}"
+            _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), problem)
         )
 
     def mapping(
