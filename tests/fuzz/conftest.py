@@ -3,6 +3,9 @@
 Each fuzz test replays its corpus first, then lets hypothesis mutate the seeds for a bounded
 number of examples (``FUZZ_EXAMPLES``, raise it with ``BILLING_FUZZ_EXAMPLES`` for a longer
 hunt), so the suite stays fast and a failure found once becomes a new seed file.
+
+The suite's examples are derandomized (tests/conftest.py); ``BILLING_FUZZ_RANDOM=1`` draws
+new ones for a hunt.
 """
 
 from __future__ import annotations
