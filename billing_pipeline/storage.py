@@ -94,22 +94,14 @@ class Store:
         return self.root / "manifest" / PART
 
     def charges_file(self, month: str, client_id: str) -> DataPath:
-        return (
-            self.root
-            / "charges"
-            / f"month={check_month(month)}"
-            / f"client_id={check_client_id(client_id)}"
-            / PART
-        )
+        return self._month_client_file("charges", month, client_id)
 
     def rule_errors_file(self, month: str, client_id: str) -> DataPath:
-        return (
-            self.root
-            / "rule_errors"
-            / f"month={check_month(month)}"
-            / f"client_id={check_client_id(client_id)}"
-            / PART
-        )
+        return self._month_client_file("rule_errors", month, client_id)
+
+    def _month_client_file(self, dataset: str, month: str, client_id: str) -> DataPath:
+        month_dir = f"month={check_month(month)}"
+        return self.root / dataset / month_dir / f"client_id={check_client_id(client_id)}" / PART
 
     def invoice_dir(self, month: str, client_id: str) -> DataPath:
         return self.root / "invoices" / check_month(month) / check_client_id(client_id)
