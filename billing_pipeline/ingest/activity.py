@@ -110,8 +110,9 @@ def build_activity_range(
     status_paths = [str(store.status_file(fid)) for fid in fids]
     written: dict[date, set[str]] = {day: set() for day in days}
     files_read: dict[date, set[str]] = {day: set() for day in days}
-    files: list[str] = []  # the staged lines holding valid events of dated clients
-    valid = pl.DataFrame(schema={"source_file": pl.Utf8, "source_line": pl.Int64})
+    valid = pl.DataFrame(
+        schema={"source_file": pl.Categorical, "source_line": pl.Int64, "client_id": pl.Categorical}
+    )
     if fids:
         valid = (
             scan_parquet(status_paths, include_file_paths="_path")
@@ -119,27 +120,37 @@ def build_activity_range(
             .select(
                 pl.col("_path")
                 .replace_strict(status_paths, [sources[fid] for fid in fids], return_dtype=pl.Utf8)
+                .cast(pl.Categorical)
                 .alias("source_file"),
                 "source_line",
+                pl.col("client_id").cast(pl.Categorical),
             )
             .collect()
         )
-        holding = set(valid["source_file"].unique())
-        # In source-file order (the manifest's): staged lines are sorted by line within a
-        # file, so every partition's rows come out in (source_file, source_line) order.
-        files = [str(store.lines_file(fid)) for fid in fids if sources[fid] in holding]
-    if files:
+    position = {sources[fid]: i for i, fid in enumerate(fids)}
+    per_client = dict(valid.group_by("client_id").len().iter_rows())
+    # One streaming pass per group of clients writes all their partitions. A pass holds up
+    # to a row group of each partition it writes until the group is full, so groups are
+    # cut at GROUP_ROWS candidate events: memory stays bounded however many clients there
+    # are; a client larger than that has a pass of its own.
+    for group in _client_groups(per_client):
+        wanted = valid.filter(pl.col("client_id").is_in(group)).select("source_file", "source_line")
+        # In source-file order (the manifest's): staged lines are sorted by client and line
+        # within a file, so every partition's rows come out in (source_file, source_line)
+        # order.
+        holding = sorted(wanted["source_file"].unique().cast(pl.Utf8), key=position.get)
+        files = [str(store.lines_file(by_source[source])) for source in holding]
         query = (
             scan_parquet(files)
-            .filter(pl.col("client_id").is_in(list(zones)) & in_span)
+            .filter(pl.col("client_id").is_in(group) & in_span)
+            .with_columns(pl.col("source_file").cast(pl.Categorical))
             .join(
-                valid.lazy(), on=["source_file", "source_line"], how="semi", maintain_order="left"
+                wanted.lazy(), on=["source_file", "source_line"], how="semi", maintain_order="left"
             )
-            .with_columns(local.alias("activity_date"))
+            .with_columns(pl.col("source_file").cast(pl.Utf8), local.alias("activity_date"))
             .filter(pl.col("activity_date").is_in(days))
             .select(list(ACTIVITY_SCHEMA))
         )
-        del valid
         for (day, client_id), rows in _write_partitions(store, query):
             written[day].add(client_id)
             files_read[day] |= {by_source[s] for s in rows["source_file"].unique()}
@@ -151,6 +162,24 @@ def build_activity_range(
         results[day].files_read = len(files_read[day])
         results[day].clients_left = _remove_stale_clients(store, day, written[day], set(keep))
     return [results[day] for day in days]
+
+
+# Rows per row group of an activity file: also what a streaming pass buffers per partition.
+ROW_GROUP = 8192
+GROUP_ROWS = 250_000
+
+
+def _client_groups(per_client: Mapping[str, int]) -> list[list[str]]:
+    """Clients in sorted order, cut into groups of at most GROUP_ROWS candidate events."""
+    groups: list[list[str]] = []
+    size = 0
+    for client_id in sorted(per_client):
+        if not groups or (size + per_client[client_id] > GROUP_ROWS and groups[-1]):
+            groups.append([])
+            size = 0
+        groups[-1].append(client_id)
+        size += per_client[client_id]
+    return groups
 
 
 def _write_partitions(
@@ -174,6 +203,7 @@ def _write_partitions(
             ),
             compression="zstd",
             statistics=True,
+            row_group_size=ROW_GROUP,
             mkdir=True,
             engine="streaming",
         )
