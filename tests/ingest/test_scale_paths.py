@@ -80,6 +80,8 @@ def test_worker_processes_and_several_activity_passes_give_the_same_outputs(
     monkeypatch.setattr(activity, "ROW_GROUP", 64)
     scaled = _run(root, zones, tmp_path / "scaled")
     assert plain["activity"]["_f"].n_unique() > 1
+    # The passes' scratch folders are gone: every partition file was moved into place.
+    assert not list((tmp_path / "scaled" / "_staging").glob(".activity-*"))
     for name, frame in plain.items():
         assert frame.equals(scaled[name]), name
 
