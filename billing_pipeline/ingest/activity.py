@@ -8,14 +8,17 @@ partitions as soon as those partitions are re-materialized.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import repeat
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import polars as pl
+from polars.io.partition import FileProviderArgs
 
 from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, local_date_expr
 from billing_pipeline.storage import (
@@ -23,6 +26,7 @@ from billing_pipeline.storage import (
     atomic_path,
     child_dirs,
     file_id,
+    is_remote,
     read_parquet,
     remove_tree,
     scan_parquet,
@@ -99,12 +103,13 @@ def build_activity_range(
     )
     local = local_date_expr(zones)
     sources = dict(zip(manifest["file_id"], manifest["source_file"], strict=True))
-    paths: dict[str, list[str]] = {}  # client -> the staging files holding its valid events
-    per_client: dict[str, int] = {}
+    by_source = {s: file_id(s) for s in sources.values()}
     # Every candidate's statuses in one scan (one Polars call per file cost more than the
     # rows): the valid events of dated clients, by source file and line.
     fids = [fid for fid in candidates["file_id"] if store.status_file(fid).exists()]
     status_paths = [str(store.status_file(fid)) for fid in fids]
+    written: dict[date, set[str]] = {day: set() for day in days}
+    files_read: dict[date, set[str]] = {day: set() for day in days}
     valid = pl.DataFrame(
         schema={"source_file": pl.Categorical, "source_line": pl.Int64, "client_id": pl.Categorical}
     )
@@ -122,33 +127,22 @@ def build_activity_range(
             )
             .collect()
         )
-        position = {sources[fid]: i for i, fid in enumerate(fids)}
-        lines_of = {sources[fid]: str(store.lines_file(fid)) for fid in fids}
-        counts = valid.group_by("source_file", "client_id").len().rows()
-        for source, client_id, count in sorted(counts, key=lambda r: (position[r[0]], r[1])):
-            per_client[client_id] = per_client.get(client_id, 0) + count
-            paths.setdefault(client_id, []).append(lines_of[source])
-    by_source = {s: file_id(s) for s in sources.values()}
-    written: dict[date, set[str]] = {day: set() for day in days}
-    files_read: dict[date, set[str]] = {day: set() for day in days}
-    # A day of a large warehouse does not fit in memory at once: clients are built in groups
-    # of at most GROUP_ROWS candidate events, each group one scan over the staging files
-    # that hold them. Staged lines are sorted by client in small row groups, so a scan
-    # decodes little beyond its clients' rows.
-    order = {
-        path: i for i, path in enumerate(dict.fromkeys(p for ps in paths.values() for p in ps))
-    }
-
-    def scan(clients: list[str]) -> pl.LazyFrame:
-        # In source-file order: each client's rows then come out in (source_file,
-        # source_line) order, staged lines being sorted by client and line.
-        files = sorted({path for c in clients for path in paths[c]}, key=order.get)
-        wanted = valid.filter(pl.col("client_id").is_in(clients)).select(
-            "source_file", "source_line"
-        )
-        return (
+    position = {sources[fid]: i for i, fid in enumerate(fids)}
+    per_client = dict(valid.group_by("client_id").len().iter_rows())
+    # One streaming pass per group of clients writes all their partitions. A pass holds up
+    # to a row group of each partition it writes until the group is full, so groups are
+    # cut at GROUP_ROWS candidate events: memory stays bounded however many clients there
+    # are; a client larger than that has a pass of its own.
+    for group in _client_groups(per_client):
+        wanted = valid.filter(pl.col("client_id").is_in(group)).select("source_file", "source_line")
+        # In source-file order (the manifest's): staged lines are sorted by client and line
+        # within a file, so every partition's rows come out in (source_file, source_line)
+        # order.
+        holding = sorted(wanted["source_file"].unique().cast(pl.Utf8), key=position.get)
+        files = [str(store.lines_file(by_source[source])) for source in holding]
+        query = (
             scan_parquet(files)
-            .filter(pl.col("client_id").is_in(clients) & in_span)
+            .filter(pl.col("client_id").is_in(group) & in_span)
             .with_columns(pl.col("source_file").cast(pl.Categorical))
             .join(
                 wanted.lazy(), on=["source_file", "source_line"], how="semi", maintain_order="left"
@@ -157,89 +151,22 @@ def build_activity_range(
             .filter(pl.col("activity_date").is_in(days))
             .select(list(ACTIVITY_SCHEMA))
         )
-
-    # A client with more than GROUP_ROWS candidate events is streamed, one day at a time,
-    # from the staged lines straight to its partition file.
-    big = sorted(c for c, n in per_client.items() if n > GROUP_ROWS)
-    for client_id in big:
-        for day, rows in _stream_client(store, client_id, scan([client_id])):
+        for (day, client_id), rows in _write_partitions(store, query):
             written[day].add(client_id)
             files_read[day] |= {by_source[s] for s in rows["source_file"].unique()}
-            results[day].events_by_client[client_id] = rows.height
-            counts = results[day].events_by_type
+            result = results[day]
+            result.events_by_client[client_id] = rows.height
             for event_type, count in rows["event_type"].value_counts().iter_rows():
-                counts[event_type] = counts.get(event_type, 0) + count
-    small = {c: n for c, n in per_client.items() if c not in big}
-    for group in _client_groups(small):
-        lines = scan(group).collect()
-        if lines.is_empty():
-            continue
-        read = lines.group_by("activity_date").agg(pl.col("source_file").unique())
-        for day, read_sources in read.iter_rows():
-            files_read[day] |= {by_source[s] for s in read_sources}
-        parts = lines.partition_by("activity_date", "client_id", as_dict=True, maintain_order=True)
-        del lines
-        keys = sorted(parts)
-        # Compressing a partition releases the GIL: two at a time.
-        with ThreadPoolExecutor(2) as writers:
-            for (day, client_id), rows in zip(
-                keys,
-                writers.map(_write_part, repeat(store), keys, [parts[k] for k in keys]),
-                strict=True,
-            ):
-                written[day].add(client_id)
-                result = results[day]
-                result.events_by_client[client_id] = rows.height
-                for event_type, count in rows["event_type"].value_counts().iter_rows():
-                    result.events_by_type[event_type] = (
-                        result.events_by_type.get(event_type, 0) + count
-                    )
-        del parts
+                result.events_by_type[event_type] = result.events_by_type.get(event_type, 0) + count
     for day in days:
         results[day].files_read = len(files_read[day])
         results[day].clients_left = _remove_stale_clients(store, day, written[day], set(keep))
     return [results[day] for day in days]
 
 
+# Rows per row group of an activity file: also what a streaming pass buffers per partition.
+ROW_GROUP = 8192
 GROUP_ROWS = 250_000
-
-
-def _stream_client(
-    store: Store, client_id: str, query: pl.LazyFrame
-) -> Iterator[tuple[date, pl.DataFrame]]:
-    """Write a large client's partitions with the streaming engine, one day at a time; for
-    each day written, its rows' source_file, source_line and event_type (read back)."""
-    present = query.select(pl.col("activity_date").unique()).collect(engine="streaming")
-    for day in sorted(present["activity_date"]):
-        target = store.activity_file(day, client_id)
-        with atomic_path(target) as tmp:
-            query.filter(pl.col("activity_date") == day).sink_parquet(
-                tmp, compression="zstd", statistics=True
-            )
-            rows = pl.read_parquet(tmp, columns=["source_file", "source_line", "event_type"])
-            if not _in_source_order(rows):  # not expected: sort in memory
-                full = pl.read_parquet(tmp).sort("source_file", "source_line")
-                full.write_parquet(tmp, compression="zstd", statistics=True)
-                rows = full.select("source_file", "source_line", "event_type")
-                del full
-        yield day, rows
-
-
-def _write_part(store: Store, key: tuple[date, str], rows: pl.DataFrame) -> pl.DataFrame:
-    """Write one (day, client) partition in source order; the rows as written."""
-    if not _in_source_order(rows):
-        rows = rows.sort("source_file", "source_line")
-    write_parquet(rows, store.activity_file(*key))
-    return rows.select("event_type")
-
-
-def _in_source_order(rows: pl.DataFrame) -> bool:
-    """Are the rows sorted by (source_file, source_line)? One linear pass, no sort."""
-    if rows.height < 2:
-        return True
-    file, line = pl.col("source_file"), pl.col("source_line")
-    step = (file > file.shift()) | ((file == file.shift()) & (line > line.shift()))
-    return bool(rows.select(step.slice(1).all()).item())
 
 
 def _client_groups(per_client: Mapping[str, int]) -> list[list[str]]:
@@ -253,6 +180,81 @@ def _client_groups(per_client: Mapping[str, int]) -> list[list[str]]:
         groups[-1].append(client_id)
         size += per_client[client_id]
     return groups
+
+
+def _write_partitions(
+    store: Store, query: pl.LazyFrame
+) -> Iterator[tuple[tuple[date, str], pl.DataFrame]]:
+    """Every (activity date, client) partition of ``query`` in one streaming pass.
+
+    The pass writes all partitions at once into a scratch folder, in bounded memory however
+    large a client's day is; each file then replaces its partition atomically. Yields each
+    partition's key and its rows' source_file, source_line and event_type (read back).
+    """
+    with _scratch(store) as folder:
+        query.sink_parquet(
+            pl.PartitionBy(
+                folder,
+                key=["activity_date", "client_id"],
+                include_key=True,
+                file_path_provider=_partition_path,
+                max_rows_per_file=None,
+                approximate_bytes_per_file=None,
+            ),
+            compression="zstd",
+            statistics=True,
+            row_group_size=ROW_GROUP,
+            mkdir=True,
+            engine="streaming",
+        )
+        for day_dir in sorted(folder.iterdir()):
+            for client_dir in sorted(day_dir.iterdir()):
+                key = (date.fromisoformat(day_dir.name), client_dir.name)
+                yield key, _place(store, key, sorted(client_dir.iterdir()))
+
+
+def _partition_path(args: FileProviderArgs) -> str:
+    day, client_id = args.partition_keys.row(0)
+    return f"{day.isoformat()}/{client_id}/{args.index_in_partition:06d}.parquet"
+
+
+def _place(store: Store, key: tuple[date, str], parts: list[Path]) -> pl.DataFrame:
+    """Move a partition's file into place (one file in source order, as the streaming
+    pass writes it; anything else is merged and sorted first); its rows' key columns."""
+    columns = ["source_file", "source_line", "event_type"]
+    rows = pl.read_parquet(parts, columns=columns)
+    target = store.activity_file(*key)
+    if len(parts) == 1 and _in_source_order(rows):
+        with atomic_path(target) as tmp:
+            shutil.move(parts[0], tmp)
+        return rows
+    full = pl.read_parquet(parts).sort("source_file", "source_line")  # not expected
+    write_parquet(full, target)
+    return full.select(columns)
+
+
+@contextmanager
+def _scratch(store: Store) -> Iterator[Path]:
+    """A scratch folder on the store's file system when it is local (files are then
+    renamed into place, not copied), else a local temporary one."""
+    root = store.root
+    base = None if is_remote(root) else Path(root) / "_staging"
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".activity-", dir=base))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _in_source_order(rows: pl.DataFrame) -> bool:
+    """Are the rows sorted by (source_file, source_line)? One linear pass, no sort."""
+    if rows.height < 2:
+        return True
+    file, line = pl.col("source_file"), pl.col("source_line")
+    step = (file > file.shift()) | ((file == file.shift()) & (line > line.shift()))
+    return bool(rows.select(step.slice(1).all()).item())
 
 
 def _utc_span(day: date, timezones: Mapping[str, str]) -> tuple[datetime, datetime]:

@@ -1,6 +1,6 @@
 """The paths ingestion takes only at scale give what the small-run paths give: parsing in
-worker processes, streaming a large client's activity, and duplicate verdicts from register
-fingerprints (and from content when a register has none)."""
+worker processes, activity written in several streaming passes, and duplicate verdicts from
+register fingerprints (and from content when a register has none)."""
 
 from __future__ import annotations
 
@@ -68,16 +68,20 @@ def _run(root: Path, zones: dict[str, str], out: Path) -> dict[str, pl.DataFrame
     return frames
 
 
-def test_worker_processes_and_streamed_clients_give_the_same_outputs(
+def test_worker_processes_and_several_activity_passes_give_the_same_outputs(
     generated: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, zones = generated
     plain = _run(root, zones, tmp_path / "plain")
     monkeypatch.setattr(landing, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(landing, "POOL_BATCH_BYTES", 64 * 1024)
-    monkeypatch.setattr(activity, "GROUP_ROWS", 500)  # the largest clients are streamed
+    # Activity in several streaming passes (groups of clients), partitions in many row groups.
+    monkeypatch.setattr(activity, "GROUP_ROWS", 500)
+    monkeypatch.setattr(activity, "ROW_GROUP", 64)
     scaled = _run(root, zones, tmp_path / "scaled")
     assert plain["activity"]["_f"].n_unique() > 1
+    # The passes' scratch folders are gone: every partition file was moved into place.
+    assert not list((tmp_path / "scaled" / "_staging").glob(".activity-*"))
     for name, frame in plain.items():
         assert frame.equals(scaled[name]), name
 
