@@ -66,8 +66,9 @@ def subset(columns: Columns, rows: pl.Series) -> Columns:
     return Columns(frame, columns.types, columns.warehouses, columns.dates)
 
 
-# the charge arrays in the output file, in driver.lua's order (OUT_ARRAYS)
-_ARRAYS = (("ev", 4), ("code", 4), ("q", 8), ("bn", 8), ("bs", 4), ("memo", 4))
+# the charge arrays in the output file (int32 each), in driver.lua's order (OUT_ARRAYS): the
+# line's row, and ids into the tables of distinct codes, quantities, bases and memos
+_ARRAYS = ("ev", "code", "q", "b", "memo")
 
 
 @dataclass
@@ -79,7 +80,10 @@ class RawResult:
     n_out: int = 0
     layout: list[tuple[int, int]] | None = None  # (offset, nbytes) per _ARRAYS entry
     codes: list[str] | None = None
-    strings: list[str] | None = None
+    strings: list[str] | None = None  # memos
+    q_direct: int = 0  # a quantity id below this is the quantity itself
+    quantities: list[float] | None = None  # the quantity of id q_direct + k
+    bases: list[float | str] | None = None  # the basis of id k + 1 (numbers and strings)
     err_rows: list[int] | None = None
     err_lines: list[int] | None = None
     err_messages: list[str] | None = None
@@ -91,9 +95,8 @@ def read_arrays(raw: RawResult, output: SharedOutput) -> None:
     """In the parent, once the child is done: the charge arrays as Series over the shared
     output, without a copy; ``output`` must stay open until to_frames() has run."""
     arrays: dict[str, pl.Series] = {}
-    for (name, size), (offset, nbytes) in zip(_ARRAYS, raw.layout or [], strict=False):
-        dtype = pl.Int32 if size == 4 else pl.Float64
-        arrays[name] = borrowed_series(output.address(offset), nbytes, dtype)
+    for name, (offset, nbytes) in zip(_ARRAYS, raw.layout or [], strict=False):
+        arrays[name] = borrowed_series(output.address(offset), nbytes, pl.Int32)
     raw.arrays = arrays
 
 
@@ -169,6 +172,9 @@ def run_in_lua(
         layout=[(int(part[1]), int(part[2])) for part in _seq(result[b"layout"])],
         codes=[text(c) for c in _seq(result[b"codes"])],
         strings=[text(s) for s in _seq(result[b"strings"])],
+        q_direct=int(result[b"q_direct"]),
+        quantities=[float(q) for q in _seq(result[b"quantities"])],
+        bases=[text(b) if isinstance(b, bytes) else float(b) for b in _seq(result[b"bases"])],
         err_rows=[int(r) for r in _seq(errors[b"ev"], n_err)],
         err_lines=[int(r) for r in _seq(errors[b"line"], n_err)],
         err_messages=[text(m) for m in _seq(errors[b"msg"], n_err)],
@@ -197,13 +203,29 @@ def floats_to_decimal(values: pl.Series) -> pl.Series:
     return out
 
 
-def strings_to_decimal(strings: list[str]) -> pl.Series:
-    """The basis strings (already checked in Lua) as exact decimals, index 0 = none."""
+def quantity_table(raw: RawResult) -> pl.Series:
+    """Quantity id -> exact decimal: ids below ``q_direct`` are whole quantities, the rest
+    index ``raw.quantities``; each distinct value converted once, as floats_to_decimal does."""
+    direct = pl.int_range(raw.q_direct, dtype=pl.Int64, eager=True).cast(QUANTITY)
+    if not raw.quantities:
+        return direct
+    return direct.append(floats_to_decimal(pl.Series(raw.quantities, dtype=pl.Float64)))
+
+
+def basis_table(raw: RawResult) -> pl.Series:
+    """Basis id -> exact decimal, id 0 = none. Numbers as floats_to_decimal reads them,
+    strings (already checked in Lua) as parse_decimal does."""
+    bases = raw.bases or []
+    numbers = [b for b in bases if isinstance(b, float)]
+    converted = iter(floats_to_decimal(pl.Series(numbers, dtype=pl.Float64)).to_list())
     out: list[Any] = [None]
-    for s in strings:
+    for b in bases:
+        if isinstance(b, float):
+            out.append(next(converted))
+            continue
         try:
-            out.append(round_quantity(parse_decimal(s)))
-        except DecimalError:  # not a basis string (a memo): never looked up as a basis
+            out.append(round_quantity(parse_decimal(b)))
+        except DecimalError:  # cannot happen for a string Lua has checked; none then
             out.append(None)
     return pl.Series(out, dtype=QUANTITY)
 
@@ -235,10 +257,7 @@ def to_frames(
         if raw.n_out and arrays:
             ev = arrays["ev"]
             codes = pl.Series([None, *(raw.codes or [])], dtype=pl.String)
-            strings = pl.Series([None, *(raw.strings or [])], dtype=pl.String)
-            string_decimals = strings_to_decimal(raw.strings or [])
-            bs = arrays["bs"]
-            basis_from_number = floats_to_decimal(arrays["bn"])
+            memos = pl.Series([None, *(raw.strings or [])], dtype=pl.String)
             charge_parts.append(
                 pl.DataFrame(
                     {
@@ -247,13 +266,9 @@ def to_frames(
                         "activity_date": frame["d"].gather(ev).cast(pl.Date),
                         "event_type": event_types.gather(ev),
                         "charge_code": codes.gather(arrays["code"]),
-                        "quantity": floats_to_decimal(arrays["q"]),
-                        "basis": pl.select(
-                            pl.when(bs > 0)
-                            .then(string_decimals.gather(bs))
-                            .otherwise(basis_from_number)
-                        ).to_series(),
-                        "memo": strings.gather(arrays["memo"]),
+                        "quantity": quantity_table(raw).gather(arrays["q"]),
+                        "basis": basis_table(raw).gather(arrays["b"]),
+                        "memo": memos.gather(arrays["memo"]),
                         "ratecard_version": effective.gather(frame["v"].gather(ev)),
                     }
                 )

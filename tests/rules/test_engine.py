@@ -313,3 +313,41 @@ def test_evaluate_leaves_no_descriptor_or_child_behind(lua_dir):
         check=True,
     )
     assert done.stdout.splitlines()[-2:] == ["fds []", "no child"], done.stderr
+
+
+def test_lines_come_back_in_input_order_with_their_own_values(lua_dir, small_budgets):
+    """Types interleaved, a type without a handler between them, a handler that charges and
+    then fails (its lines rolled back), quantities on both sides of the driver's direct-id
+    range and bases that are equal as numbers and as strings: each line keeps its event,
+    its place and its values."""
+    source = """
+return {
+  a = function(e, charge)
+    charge("A", e.payload.q, { basis = e.payload.b })
+    charge("A2", e.payload.q * 2, { memo = "m" .. e.payload.b })
+    if e.payload.fail then error("no") end
+  end,
+  c = function(e, charge)
+    charge("C", e.payload.q, { basis = tostring(e.payload.b) })
+  end,
+  skip = false,
+}
+"""
+    engine = engine_with(lua_dir, source, small_budgets)
+    quantities = [0, 1, 65535, 65536, 70000, 2.0**40, 1e20]  # 7: every kind meets every value
+    rows, expected, failed = [], [], []
+    for i in range(len(quantities) * 8):
+        q, kind, b = quantities[i % 7], ["a", "skip", "c", "none"][i % 4], i % 3
+        fail = kind == "a" and i % 6 == 0
+        rows.append(event(f"e{i}", kind, {"q": q, "b": b, "fail": fail or None}))
+        if kind == "a" and fail:
+            failed.append(f"e{i}")
+        elif kind == "a":
+            expected.append((f"e{i}", "A", Decimal(int(q)), Decimal(b), None))
+            expected.append((f"e{i}", "A2", Decimal(int(q)) * 2, None, f"m{b}"))
+        elif kind == "c":
+            expected.append((f"e{i}", "C", Decimal(int(q)), Decimal(b), None))
+    result = engine.evaluate(frame(rows), client_id="acme", rules_file="t.lua", versions=[])
+    got = result.charges.select("event_id", "charge_code", "quantity", "basis", "memo").rows()
+    assert got == expected
+    assert result.errors["event_id"].to_list() == failed
