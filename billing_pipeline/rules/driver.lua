@@ -1327,11 +1327,11 @@ function M.new_batch(rules, spec)
   local pay = view_column(spec.payload)
   col_pay = pay
   local tcode = int_column(spec.event_type)
-  local wcode = int_column(spec.warehouse_id)
+  local whs = view_column(spec.warehouse_id)
   local dcode = int_column(spec.activity_date)
   local vcode = int_column(spec.version)
   local rows = int_column(spec.row)
-  local warehouses, dates = spec.warehouses, spec.dates
+  local dates = spec.dates
   E_FIELDS = {
     event_id = function(r)
       return ffi_string(ids(r))
@@ -1346,7 +1346,7 @@ function M.new_batch(rules, spec)
       return client_id
     end,
     warehouse_id = function(r)
-      return warehouses[wcode[r]]
+      return ffi_string(whs(r))
     end,
     activity_date = function(r)
       return dates[dcode[r]]

@@ -104,6 +104,10 @@ def test_version_in_effect_gives_params_and_ratecard_version(lua_dir, small_budg
         datetime.date(2026, 1, 1),
         datetime.date(2026, 2, 1),
     ]
+    # one version in effect for every event (the batch's usual case: its own code path)
+    later = frame(rows[2:] * 2)
+    result = engine.evaluate(later, client_id="acme", rules_file="t.lua", versions=versions)
+    assert result.charges["ratecard_version"].to_list() == [datetime.date(2026, 2, 1)] * 2
 
 
 def shipped_events(n: int) -> pl.DataFrame:
