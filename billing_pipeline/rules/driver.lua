@@ -1134,21 +1134,15 @@ function M.new_batch(rules, spec)
   -- the shared output (it was 32 with the numbers themselves: 12 bytes a line less to fault
   -- in, here and in the parent, and no per-line decimal conversion there).
   local out_cap, n_out = 0, 0
-  local o_code, o_q, o_b, o_memo
+  local o_line -- 4 int32 per line: code, quantity, basis, memo (one stream to write and read)
   local function grow()
     local cap = out_cap == 0 and 65536 or out_cap * 2
     allow_more((cap - out_cap) * 16)
-    local function re(p)
-      local q = C.realloc(p, cap * 4)
-      if q == nil then
-        error("out of memory for charge lines", 0)
-      end
-      return q
+    local q = C.realloc(o_line, cap * 16)
+    if q == nil then
+      error("out of memory for charge lines", 0)
     end
-    o_code = ffi_cast(i32w, re(o_code))
-    o_q = ffi_cast(i32w, re(o_q))
-    o_b = ffi_cast(i32w, re(o_b))
-    o_memo = ffi_cast(i32w, re(o_memo))
+    o_line = ffi_cast(i32w, q)
     out_cap = cap
   end
   -- Where each event's lines begin, by its position in the run order (`starts[j]`, set as
@@ -1192,26 +1186,36 @@ function M.new_batch(rules, spec)
     local ev, code = ffi_cast(i32w, at + layout[1][1]), ffi_cast(i32w, at + layout[2][1])
     local q, b = ffi_cast(i32w, at + layout[3][1]), ffi_cast(i32w, at + layout[4][1])
     local memo = ffi_cast(i32w, at + layout[5][1])
+    local function copy(to, k, row)
+      local l = 4 * k
+      ev[to], code[to], q[to], b[to], memo[to] = row, o_line[l], o_line[l + 1], o_line[l + 2], o_line[l + 3]
+    end
+    -- An event's first three lines are copied without an inner loop: most events have one
+    -- to three, and a loop per event costs a trace transition each time.
     local d = 0
     for r = 0, n - 1 do
       local j = pos[r]
       local k, stop = starts[j], starts[j + 1]
       if k < stop then
         local row = rows[lo + r]
-        repeat
-          ev[d], code[d], q[d], b[d], memo[d] = row, o_code[k], o_q[k], o_b[k], o_memo[k]
-          d = d + 1
-          k = k + 1
-        until k >= stop
+        copy(d, k, row)
+        if k + 1 < stop then
+          copy(d + 1, k + 1, row)
+          if k + 2 < stop then
+            copy(d + 2, k + 2, row)
+            for x = k + 3, stop - 1 do
+              copy(d + x - k, x, row)
+            end
+          end
+        end
+        d = d + (stop - k)
       end
     end
     if d ~= n_out then
       error("charge lines lost in the sort", 0)
     end
-    for _, old in ipairs({ o_code, o_q, o_b, o_memo }) do
-      C.free(old)
-    end
-    o_code, o_q, o_b, o_memo, out_cap = nil, nil, nil, nil, 0
+    C.free(o_line)
+    o_line, out_cap = nil, 0
     C.munmap(base, size)
     return layout
   end
@@ -1306,10 +1310,11 @@ function M.new_batch(rules, spec)
       grow()
     end
     n_out = k + 1
-    o_code[k] = id
-    o_q[k] = qid
-    o_b[k] = bid
-    o_memo[k] = memo_id
+    local l = 4 * k
+    o_line[l] = id
+    o_line[l + 1] = qid
+    o_line[l + 2] = bid
+    o_line[l + 3] = memo_id
   end
 
   local errors = { ev = {}, line = {}, msg = {} }
