@@ -44,6 +44,12 @@ times are noisy; median of 3 of ``evaluate``), run back to back on the same mach
   vs 0.93-1.51 s. A further run alone (load 9-17): 1.13 s = ~880,000 events per
   CPU-second (parent 0.34-0.38 s, worker 0.78-0.79 s); wall 4.0-6.7 s at that load.
 
+- now (charge lines as int32 ids with per-value decimal conversion in the parent, the sort
+  back to input order event by event, payload integers by strtoll, warehouse_id as a
+  string column), load average 4-9, two rounds interleaved with f366de2: CPU per million
+  median 0.78-0.83 s = ~1,250,000 events per CPU-second vs 0.95-1.03 s = ~1,000,000;
+  parent 0.20-0.23 s vs 0.27-0.31 s, worker 0.57-0.64 s vs 0.66-0.74 s.
+
 The 2,000,000 events/s target is not met; engine.py's docstring says what bounds it now.
 """
 
