@@ -46,9 +46,10 @@ times are noisy; median of 3 of ``evaluate``), run back to back on the same mach
 
 - now (charge lines as int32 ids with per-value decimal conversion in the parent, the sort
   back to input order event by event, payload integers by strtoll, warehouse_id as a
-  string column), load average 4-9, two rounds interleaved with f366de2: CPU per million
-  median 0.78-0.83 s = ~1,250,000 events per CPU-second vs 0.95-1.03 s = ~1,000,000;
-  parent 0.20-0.23 s vs 0.27-0.31 s, worker 0.57-0.64 s vs 0.66-0.74 s.
+  string column), load average 7-10, four invocations interleaved with f366de2 (medians of
+  12 runs): CPU per million 0.81 s = ~1,235,000 events per CPU-second vs 0.99 s =
+  ~1,006,000; parent 0.21 s vs 0.31 s, worker 0.60 s vs 0.69 s; alone at load ~4: median
+  0.79 s = ~1,260,000 events/s.
 
 The 2,000,000 events/s target is not met; engine.py's docstring says what bounds it now.
 """

@@ -105,11 +105,13 @@ short integers without ``strtod`` (new "too many snapshots" aborts in order.pack
 within noise); a larger or smaller GC pause (within noise, or slower at 100); jemalloc's
 ``oversize_threshold:0`` for the parent (more page faults, not fewer).
 
-Now, against f366de2 (``bench_rules.py``, two interleaved rounds of 3 runs each, load average
-4-9 from other work, so wall times say little): CPU per million events (parent with its
-polars threads + worker) median 0.95-1.03 s -> 0.78-0.83 s (~1,000,000 -> ~1,250,000
-events per CPU-second); parent 0.27-0.31 s -> 0.20-0.23 s, worker 0.66-0.74 s -> 0.57-0.64
-s. Charges identical (the benchmark's hashes). Where it came from:
+Now, against f366de2 (``bench_rules.py``, four invocations each, interleaved, 3 runs per
+invocation, load average 7-10 from other work, so wall times say little): CPU per million
+events (parent with its polars threads + worker), median of the 12 runs, 0.99 s -> 0.81 s
+(~1,006,000 -> ~1,235,000 events per CPU-second); parent 0.31 -> 0.21 s, worker 0.69 ->
+0.60 s; wall median 2.91 -> 1.78 s at that load (one invocation alone at load ~4: median
+0.79 s = ~1,260,000 events/s). Charges identical (the benchmark's hashes). Where it came
+from:
 
 - charge lines as int32 ids (above): 16 bytes a line in the worker, 20 in the shared output
   (32 and 32 before), so ~20k fewer page faults per million in the worker and ~10k in the
@@ -132,7 +134,7 @@ the parent's page faults stay the same (they are the first write to each page af
 fork, copy-on-write or fresh); jemalloc with transparent huge pages: 2-3x slower.
 
 The 2,000,000 events/s target is NOT met: it needs ~0.5 s of CPU per million for
-everything, and one million takes ~0.78-0.83 s (~1,250,000 events per CPU-second). What
+everything, and one million takes ~0.8 s (~1,235,000 events per CPU-second). What
 bounds it now, per million events (CPU, measured in-process or with rusage):
 
 - the worker's event loops ~0.45 s, most of it decoding payloads: with empty handlers
