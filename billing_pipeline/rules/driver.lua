@@ -58,7 +58,6 @@ local i32p = ffi.typeof("const int32_t *")
 local i64p = ffi.typeof("const int64_t *")
 local vi32p = ffi.typeof("volatile int32_t *")
 local i32w = ffi.typeof("int32_t *")
-local f64w = ffi.typeof("double *")
 
 local M = {}
 
@@ -1124,9 +1123,9 @@ function M.new_batch(rules, spec)
     })
   end
 
-  -- Output: parallel int32 C arrays (malloc'd, outside the Lua heap), grown by doubling,
-  -- in the order the events ran (grouped by type). A handler's charges are rolled back by
-  -- resetting n_out when it fails. What one handler call can emit is bounded by its
+  -- Output: one C array (malloc'd, outside the Lua heap), grown by doubling, of the charge
+  -- lines in the order the events ran (grouped by type). A handler's charges are rolled
+  -- back by resetting n_out when it fails. What one handler call can emit is bounded by its
   -- instruction budget. Each line is 16 bytes of ids: the charge code, the quantity, the
   -- basis and the memo, each an index into a small table of distinct values (a quantity
   -- that is a whole number below Q_DIRECT is its own id). The parent converts each distinct
@@ -1134,7 +1133,7 @@ function M.new_batch(rules, spec)
   -- the shared output (it was 32 with the numbers themselves: 12 bytes a line less to fault
   -- in, here and in the parent, and no per-line decimal conversion there).
   local out_cap, n_out = 0, 0
-  local o_line -- 4 int32 per line: code, quantity, basis, memo (one stream to write and read)
+  local o_line -- 4 int32 per line (one stream for charge() to write and the sort to read)
   local function grow()
     local cap = out_cap == 0 and 65536 or out_cap * 2
     allow_more((cap - out_cap) * 16)
