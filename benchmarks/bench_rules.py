@@ -48,8 +48,8 @@ times are noisy; median of 3 of ``evaluate``), run back to back on the same mach
   back to input order event by event, payload integers by strtoll, warehouse_id as a
   string column), load average 7-10, four invocations interleaved with f366de2 (medians of
   12 runs): CPU per million 0.81 s = ~1,235,000 events per CPU-second vs 0.99 s =
-  ~1,006,000; parent 0.21 s vs 0.31 s, worker 0.60 s vs 0.69 s; alone at load ~4: median
-  0.79 s = ~1,260,000 events/s.
+  ~1,006,000; parent 0.21 s vs 0.31 s, worker 0.60 s vs 0.69 s (at load ~4, with the int32
+  ids only: median 0.79 s = ~1,260,000 events/s).
 
 The 2,000,000 events/s target is not met; engine.py's docstring says what bounds it now.
 """

@@ -109,9 +109,9 @@ Now, against f366de2 (``bench_rules.py``, four invocations each, interleaved, 3 
 invocation, load average 7-10 from other work, so wall times say little): CPU per million
 events (parent with its polars threads + worker), median of the 12 runs, 0.99 s -> 0.81 s
 (~1,006,000 -> ~1,235,000 events per CPU-second); parent 0.31 -> 0.21 s, worker 0.69 ->
-0.60 s; wall median 2.91 -> 1.78 s at that load (one invocation alone at load ~4: median
-0.79 s = ~1,260,000 events/s). Charges identical (the benchmark's hashes). Where it came
-from:
+0.60 s; wall median 2.91 -> 1.78 s at that load (at load ~4, with the first change below
+only: median 0.79 s = ~1,260,000 events/s). Charges identical (the benchmark's hashes).
+Where it came from:
 
 - charge lines as int32 ids (above): 16 bytes a line in the worker, 20 in the shared output
   (32 and 32 before), so ~20k fewer page faults per million in the worker and ~10k in the
@@ -121,7 +121,9 @@ from:
   over the lines), the first three without an inner loop, from one array of quads: ~0.07
   -> ~0.045 s;
 - payload integers read with ``strtoll`` (``strtod`` only for what is not a short integer,
-  see parse_scalar): ~7% off order.picked/packed/shipped (~0.03 s);
+  see parse_scalar): ~7% off order.picked/packed/shipped (~0.03 s). Unlike the inline
+  digit reader dropped before, it is one C call as before (no branch per digit); lower
+  per-type times in each of ~12 runs, and no slow mode seen;
 - ``warehouse_id`` handed over as its string column (not dictionary-encoded per event),
   one rate card version dated without gathers: ~0.02-0.03 s of the parent.
 
