@@ -44,6 +44,13 @@ times are noisy; median of 3 of ``evaluate``), run back to back on the same mach
   vs 0.93-1.51 s. A further run alone (load 9-17): 1.13 s = ~880,000 events per
   CPU-second (parent 0.34-0.38 s, worker 0.78-0.79 s); wall 4.0-6.7 s at that load.
 
+- now (charge lines as int32 ids with per-value decimal conversion in the parent, the sort
+  back to input order event by event, payload integers by strtoll, warehouse_id as a
+  string column), load average 7-10, four invocations interleaved with f366de2 (medians of
+  12 runs): CPU per million 0.81 s = ~1,235,000 events per CPU-second vs 0.99 s =
+  ~1,006,000; parent 0.21 s vs 0.31 s, worker 0.60 s vs 0.69 s (at load ~4, with the int32
+  ids only: median 0.79 s = ~1,260,000 events/s).
+
 The 2,000,000 events/s target is not met; engine.py's docstring says what bounds it now.
 """
 

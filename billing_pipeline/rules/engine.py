@@ -14,10 +14,13 @@ and LuaJIT's FFI, groups the rows by event type (a counting sort), and runs one 
 type, loaded afresh per type so that each has its own traces: build ``e``, call the handler
 under its budget, ``charge`` writing to malloc'd C arrays. The loop calls handlers directly
 and runs under one ``pcall``; when a handler fails, its charges are rolled back and the loop
-resumes after that event. The charge lines are then put back in input order (a stable
-counting sort on the row) straight into memory shared with the parent
-(worker.SharedOutput); the parent imports them in place through the Arrow C interface (no
-Python object per value, no copy). Payloads are decoded by a
+resumes after that event. A charge line is four int32 ids (code, quantity, basis, memo:
+indexes into small tables of the distinct values; a whole quantity below 65536 is its own
+id). The lines are then put back in input order (event by event, each event's lines where
+its handler began) straight into memory shared with the parent (worker.SharedOutput); the
+parent imports them in place through the Arrow C interface (no Python object per value, no
+copy), converts each distinct quantity and basis to a decimal once and gathers. Payloads
+are decoded by a
 decoder generated per event type from the shape of its payloads (straight-line code: no loop
 inside the event loop, which LuaJIT would refuse to compile), falling back to the generic
 decoder for any payload that does not match. A failed handler call is run once more,
@@ -102,22 +105,62 @@ short integers without ``strtod`` (new "too many snapshots" aborts in order.pack
 within noise); a larger or smaller GC pause (within noise, or slower at 100); jemalloc's
 ``oversize_threshold:0`` for the parent (more page faults, not fewer).
 
-The 2,000,000 events/s target is NOT met: it needs ~0.5 s of CPU per million for
-everything, and one million takes ~1.2-1.3 s (~800,000 events per CPU-second). What bounds
-it now, per million events (CPU, measured in-process or with rusage):
+Now, against f366de2 (``bench_rules.py``, four invocations each, interleaved, 3 runs per
+invocation, load average 7-10 from other work, so wall times say little): CPU per million
+events (parent with its polars threads + worker), median of the 12 runs, 0.99 s -> 0.81 s
+(~1,006,000 -> ~1,235,000 events per CPU-second); parent 0.31 -> 0.21 s, worker 0.69 ->
+0.60 s; wall median 2.91 -> 1.78 s at that load (at load ~4, with the first change below
+only: median 0.79 s = ~1,260,000 events/s). Charges identical (the benchmark's hashes).
+Where it came from:
 
-- the worker's Lua loop ~0.75 s: order.packed 0.23-0.25 s (280k events: the materials
-  loop, ``"MAT_" ..`` strings, 2-3 charges), order.shipped 0.22-0.23 s (280k: 7 payload
-  fields, the ``opts`` table and the label_cost string made on read), order.picked
-  0.12-0.13 s (300k: ~420 ns per event for building ``e``, decoding a 4-field payload and
-  one or two charges), other types ~0.1 s, the counting sort of charge
-  lines 0.07-0.08 s; GC is ~20% of the samples throughout;
-- the worker's process: runtime, fork, exports, teardown, and ~0.1-0.2 s of system time
-  (35k minor faults: the Lua heap, the charge arrays, the shared output);
-- the parent ~0.37-0.4 s: ``encode`` 0.07-0.09 s (the Enum casts, the rechunk),
-  ``to_frames`` ~0.23 s of which ~0.13 s is system time: ~60k minor faults, the ~180 MB of
-  the charges frame itself (string views per line) and copy-on-write faults on the parent's
-  heap after the fork (the same code without a fork faults 7-20k times).
+- charge lines as int32 ids (above): 16 bytes a line in the worker, 20 in the shared output
+  (32 and 32 before), so ~20k fewer page faults per million in the worker and ~10k in the
+  parent, and no per-line float-to-decimal work in the parent (the quantity conversion
+  and the basis when/then over all lines were ~0.05 s with their temporaries);
+- the sort back to input order walks the rows and copies each event's lines (no histogram
+  over the lines), the first three without an inner loop, from one array of quads: ~0.07
+  -> ~0.045 s;
+- payload integers read with ``strtoll`` (``strtod`` only for what is not a short integer,
+  see parse_scalar): ~7% off order.picked/packed/shipped (~0.03 s). Unlike the inline
+  digit reader dropped before, it is one C call as before (no branch per digit); lower
+  per-type times in each of ~12 runs, and no slow mode seen;
+- ``warehouse_id`` handed over as its string column (not dictionary-encoded per event),
+  one rate card version dated without gathers: ~0.02-0.03 s of the parent.
+
+Tried and dropped this round: presizing the decoders' arrays (order.packed's materials)
+to skip the growth of the array part (within noise, and the tables would differ from the
+generic decoder's in array size); ``MAP_POPULATE`` on the shared output in the worker (within
+noise); a lower ``hotloop`` for the first events of each type (no change); waiting for the
+worker's exit before building the frames, jemalloc without decay (``_RJEM_MALLOC_CONF``):
+the parent's page faults stay the same (they are the first write to each page after the
+fork, copy-on-write or fresh); jemalloc with transparent huge pages: 2-3x slower.
+
+The 2,000,000 events/s target is NOT met: it needs ~0.5 s of CPU per million for
+everything, and one million takes ~0.8 s (~1,235,000 events per CPU-second). What
+bounds it now, per million events (CPU, measured in-process or with rusage):
+
+- the worker's event loops ~0.45 s, most of it decoding payloads: with empty handlers
+  order.picked still takes ~0.08 s (~270 ns an event: ~90 ns for the loop, ``e`` and the
+  call, ~170 ns decoding 4 fields), order.packed ~0.14 s (~490 ns: the payload, the
+  materials array and one table per material), order.shipped ~0.09 s (~320 ns, 7 fields);
+  with the handlers and charges, 0.08-0.09, 0.15-0.17 and 0.13-0.14 s. The seven other
+  types (10% of the events) take ~0.09 s: ~5 ms of warm-up each (their first 3000 events:
+  interpreting, compiling their traces) and 650-1300 ns an event after, their rows being
+  scattered over the columns (cache misses on every view, payload and id). In samples of
+  the worker taken before this round: GC ~18% (``jit.profile``), ``memchr`` ~10% and
+  ``strtod`` ~4% (``perf``), the kernel ~22% (page faults and zeroing pages);
+- the sort back to input order ~0.045 s; the worker's process (fork, runtime, exports,
+  teardown) ~0.03 s, and ~0.03-0.05 s of system time (~22k page faults: the shared output
+  and the line array, ~34 MB each);
+- the parent ~0.20-0.22 s: ``encode`` ~0.045 s (the event type's unique and Enum cast
+  ~0.025 s), the fork and the wait ~0.02 s, ``to_frames`` ~0.13 s of which about half is
+  ~48k page faults: the ~190 MB the charges frame is made of (event_id, event_type,
+  charge_code and memo are string views, 16 bytes a line each; quantity and basis 16 bytes;
+  two date columns), every page of it a first write after the fork.
+
+Even with the parent's share at nothing the worker alone is above 0.5 s; reaching it needs a
+different design of the payload path (e.g. fields decoded once per type into typed columns
+and tables made only for what a handler reads), not more tuning of this one.
 
 Limits: the instruction budget is the counter above (reset per handler call; shared by
 coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume``

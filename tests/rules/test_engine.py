@@ -104,6 +104,10 @@ def test_version_in_effect_gives_params_and_ratecard_version(lua_dir, small_budg
         datetime.date(2026, 1, 1),
         datetime.date(2026, 2, 1),
     ]
+    # one version in effect for every event (the batch's usual case: its own code path)
+    later = frame(rows[2:] * 2)
+    result = engine.evaluate(later, client_id="acme", rules_file="t.lua", versions=versions)
+    assert result.charges["ratecard_version"].to_list() == [datetime.date(2026, 2, 1)] * 2
 
 
 def shipped_events(n: int) -> pl.DataFrame:
@@ -313,3 +317,69 @@ def test_evaluate_leaves_no_descriptor_or_child_behind(lua_dir):
         check=True,
     )
     assert done.stdout.splitlines()[-2:] == ["fds []", "no child"], done.stderr
+
+
+def test_lines_come_back_in_input_order_with_their_own_values(lua_dir, small_budgets):
+    """Types interleaved, a type without a handler between them, a handler that charges and
+    then fails (its lines rolled back), quantities on both sides of the driver's direct-id
+    range and bases that are equal as numbers and as strings: each line keeps its event,
+    its place and its values."""
+    source = """
+return {
+  a = function(e, charge)
+    charge("A", e.payload.q, { basis = e.payload.b })
+    charge("A2", e.payload.q * 2, { memo = "m" .. e.payload.b })
+    if e.payload.fail then error("no") end
+  end,
+  c = function(e, charge)
+    charge("C", e.payload.q, { basis = tostring(e.payload.b) })
+  end,
+  skip = false,
+}
+"""
+    engine = engine_with(lua_dir, source, small_budgets)
+    quantities = [0, 1, 65535, 65536, 70000, 2.0**40, 1e20]  # 7: every kind meets every value
+    rows, expected, failed = [], [], []
+    for i in range(len(quantities) * 8):
+        q, kind, b = quantities[i % 7], ["a", "skip", "c", "none"][i % 4], i % 3
+        fail = kind == "a" and i % 6 == 0
+        rows.append(event(f"e{i}", kind, {"q": q, "b": b, "fail": fail or None}))
+        if kind == "a" and fail:
+            failed.append(f"e{i}")
+        elif kind == "a":
+            expected.append((f"e{i}", "A", Decimal(int(q)), Decimal(b), None))
+            expected.append((f"e{i}", "A2", Decimal(int(q)) * 2, None, f"m{b}"))
+        elif kind == "c":
+            expected.append((f"e{i}", "C", Decimal(int(q)), Decimal(b), None))
+    result = engine.evaluate(frame(rows), client_id="acme", rules_file="t.lua", versions=[])
+    got = result.charges.select("event_id", "charge_code", "quantity", "basis", "memo").rows()
+    assert got == expected
+    assert result.errors["event_id"].to_list() == failed
+
+
+def test_payload_numbers_are_the_doubles_python_reads(lua_dir, small_budgets):
+    """Every number of a payload, in an object field, an array and a nested object, is the
+    double ``float()`` gives for its text: short integers (read without strtod), negative
+    zero, integers of 15 and more digits, beyond 2^53 and beyond int64, and decimals. Many
+    events of one shape, so the shape-compiled decoder reads most of them."""
+    source = """
+return { t = function(e, charge)
+  local p = e.payload
+  charge("N", 0, { memo = string.format("%.17g %.17g %.17g", p.a, p.b[1], p.c.d) })
+end }
+"""
+    engine = engine_with(lua_dir, source, small_budgets)
+    texts = ["0", "-0", "7", "-7", "10", "123456789012345", "-99999999999999",
+             "999999999999999", "1234567890123456", "9007199254740993",
+             "12345678901234567890", "-12345678901234567890", "1.5", "2.50", "1e3", "1E3",
+             "-0.0", "0.1", "5e-324", "1.7976931348623157e308"]  # fmt: skip
+    rows = []
+    for k in range(3):
+        for i, t in enumerate(texts):
+            row = event(f"e{k}-{i}", "t")
+            row["payload"] = f'{{"a":{t},"b":[{t}],"c":{{"d":{t}}}}}'
+            rows.append(row)
+    result = engine.evaluate(frame(rows), client_id="acme", rules_file="t.lua", versions=[])
+    assert result.errors.height == 0
+    memos = result.charges["memo"].to_list()
+    assert memos == [" ".join([f"{float(t):.17g}"] * 3) for _ in range(3) for t in texts]
