@@ -46,6 +46,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -54,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import run_sampled, work_floor  # noqa: E402
+from bench_ingest import _tree_rss_kb, run_sampled, work_floor  # noqa: E402
 
 NIGHT = date(2026, 3, 10)
 MONTH_START = date(2026, 3, 1)
@@ -149,6 +150,34 @@ def point_env(data: Path, landing: Path, work: Path) -> None:
     (work / "finance").mkdir(parents=True, exist_ok=True)
 
 
+class TreeSampler:
+    """The RSS of this process's tree every 20 ms, with wall-clock times, so that the peak
+    can be attributed to the Dagster step running at the time (event-log timestamps)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while not self._done.is_set():
+            self.samples.append((time.time(), _tree_rss_kb(pid)))
+            time.sleep(0.02)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def peak_mb(self, start: float, end: float) -> float:
+        inside = [kb for t, kb in self.samples if start <= t <= end]
+        return max(inside, default=0) / 1024
+
+
 def run_night(instance, start: date, end: date) -> dict:
     """``run_billing`` for the dates; stage seconds from the runs' event logs."""
     from dagster import DagsterEventType
@@ -161,9 +190,12 @@ def run_night(instance, start: date, end: date) -> dict:
         marks.append((message, time.perf_counter(), cpu_seconds()))
 
     began, cpu0 = time.perf_counter(), cpu_seconds()
-    report = run_billing(start, end, instance=instance, progress=progress)
+    with TreeSampler() as sampler:
+        report = run_billing(start, end, instance=instance, progress=progress)
     wall, cpu = time.perf_counter() - began, cpu_seconds() - cpu0
     steps: dict[str, float] = {}
+    step_peaks: dict[str, float] = {}
+    step_windows: list[tuple[float, float]] = []
     metadata: dict[str, float] = {}
     kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
     for _name, run_id, ok, _seconds in report.runs:
@@ -177,6 +209,11 @@ def run_night(instance, start: date, end: date) -> dict:
                 steps[entry.step_key] = (
                     steps.get(entry.step_key, 0.0) + entry.timestamp - started[entry.step_key]
                 )
+                window = (started[entry.step_key], entry.timestamp)
+                step_windows.append(window)
+                step_peaks[entry.step_key] = max(
+                    step_peaks.get(entry.step_key, 0.0), sampler.peak_mb(*window)
+                )
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
             materialization = entry.asset_materialization
             if materialization.asset_key.to_user_string() == "charges":
@@ -189,10 +226,13 @@ def run_night(instance, start: date, end: date) -> dict:
     for (message, _, cpu_a), (_, _, cpu_b) in itertools.pairwise(marks):
         if message.strip().startswith("charges ") and message.endswith("..."):
             charges_cpu += cpu_b - cpu_a
+    outside = [kb for t, kb in sampler.samples if not any(a <= t <= b for a, b in step_windows)]
+    step_peaks["outside steps"] = max(outside, default=0) / 1024
     return {
         "wall": wall,
         "cpu": cpu,
         "steps": steps,
+        "step_peak_rss_mb": step_peaks,
         "charges_cpu": charges_cpu,
         "runs": len(report.runs),
         "problems": report.has_problems,
@@ -259,8 +299,9 @@ def worker(kind: str, data: Path, work: Path, days: int) -> None:
 # --------------------------------------------------------------------------- parent
 
 
-def measure(kind: str, data: Path, out: Path, days: int = 1) -> dict:
-    """One measurement in a fresh interpreter, in a fresh work directory; adds peak RSS."""
+def measure(kind: str, data: Path, out: Path, days: int = 1, keep: Path | None = None) -> dict:
+    """One measurement in a fresh interpreter, in a fresh work directory; adds peak RSS.
+    With ``keep``, the work directory (outputs, Dagster home) is moved there afterwards."""
     work = out / f"work-{kind}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -268,6 +309,10 @@ def measure(kind: str, data: Path, out: Path, days: int = 1) -> dict:
     command += ["--work", str(work), "--month-days", str(days)]
     try:
         stdout, peak = run_sampled(command, kind)
+        if keep is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(work, keep)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     line = next(ln for ln in reversed(stdout.splitlines()) if ln.startswith("RESULT "))
@@ -394,6 +439,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="3,000 events, 3 clients, once")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the last nightly run's work directory (outputs, Dagster home) under "
+        "KEEP/nightly-<E>e-<C>c, to compare outputs between versions of the code",
+    )
     parser.add_argument("--worker", choices=["floor", "nightly", "month"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -416,11 +467,18 @@ def main() -> None:
             for i in range(args.repeat):
                 # alternate floor and nightly so both see the same machine load
                 floors.append(measure("floor", data, args.out))
-                nights.append(measure("nightly", data, args.out))
+                keep = args.keep / data.name if args.keep else None
+                nights.append(measure("nightly", data, args.out, keep=keep))
                 print(
                     f"  {events:,} events {clients} clients run {i + 1}: floor"
                     f" {floors[-1]['seconds']:.2f}s, nightly {nights[-1]['wall']:.2f}s,"
                     f" peak RSS {nights[-1]['rss_mb']:.0f} MB, load {load_average()}",
+                    flush=True,
+                )
+                peaks = nights[-1]["step_peak_rss_mb"]
+                print(
+                    "    peak RSS MB by step: "
+                    + ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items()),
                     flush=True,
                 )
             results["nightly"].append(
