@@ -55,23 +55,47 @@ def invoice_status(store: Store, month: str, client_id: str) -> str | None:
 
 
 def activity_summaries(priced: PricedMonth, charges: pl.DataFrame) -> dict[int, ActivitySummary]:
-    """The events behind each line: its code's charges on the line's days."""
+    """The events behind each line: its code's charges on the line's days.
+
+    One join of the charges with every line's (code, day) pairs, then one pass per figure:
+    a filter per line cost a dozen Polars calls per line, the bulk of an invoice at
+    hundreds of clients. An event is counted once per line however many charges it made.
+    """
+    dated = [line for line in priced.lines if line.days]
+    if not dated:
+        return {}
+    keys = pl.DataFrame(
+        [
+            (line.line_no, line.charge_code, day)
+            for line in dated
+            for day in dict.fromkeys(line.days)
+        ],
+        schema={"line_no": pl.Int64, "charge_code": pl.String, "activity_date": pl.Date},
+        orient="row",
+    )
+    events = (
+        charges.select("charge_code", "activity_date", "event_id", "event_type")
+        .join(keys, on=["charge_code", "activity_date"], how="inner")
+        .unique(["line_no", "event_id"])
+    )
+    per_line = events.group_by("line_no").agg(
+        pl.len().alias("events"),
+        pl.col("event_id").sort().head(EXAMPLES).alias("examples"),
+    )
+    counts = {n: (events_, examples) for n, events_, examples in per_line.iter_rows()}
+    types: dict[int, dict[str, int]] = {}
+    by_type = events.group_by("line_no", "event_type").len().sort("line_no", "event_type")
+    for line_no, event_type, n in by_type.iter_rows():
+        types.setdefault(line_no, {})[event_type] = n
     summaries = {}
-    for line in priced.lines:
-        if not line.days:
-            continue
-        rows = charges.filter(
-            (pl.col("charge_code") == line.charge_code)
-            & pl.col("activity_date").is_in(list(line.days))
-        )
-        events = rows.unique("event_id").sort("event_id")
-        types = dict(events["event_type"].value_counts().sort("event_type").iter_rows())
+    for line in dated:
+        total, examples = counts.get(line.line_no, (0, []))
         summaries[line.line_no] = ActivitySummary(
-            events=events.height,
-            event_types=types,
+            events=total,
+            event_types=types.get(line.line_no, {}),
             first_date=min(line.days),
             last_date=max(line.days),
-            example_event_ids=events["event_id"].head(EXAMPLES).to_list(),
+            example_event_ids=examples,
         )
     return summaries
 
