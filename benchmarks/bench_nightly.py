@@ -57,6 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import _tree_rss_kb, run_sampled, work_floor  # noqa: E402
 
+from billing_pipeline.cli import INSTANCE_YAML  # noqa: E402
+
 NIGHT = date(2026, 3, 10)
 MONTH_START = date(2026, 3, 1)
 BILLING = Path(sys.executable).with_name("billing")
@@ -146,7 +148,8 @@ def point_env(data: Path, landing: Path, work: Path) -> None:
         }
     )
     (work / "dagster_home").mkdir(parents=True, exist_ok=True)
-    (work / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the instance ``billing run`` creates for a new home
+    (work / "dagster_home" / "dagster.yaml").write_text(INSTANCE_YAML)
     (work / "finance").mkdir(parents=True, exist_ok=True)
 
 
