@@ -20,7 +20,11 @@ Stage seconds come from the Dagster event log of those runs (STEP_START to STEP_
 duration: run setup, event-log writes, sensors' work done inline, reports. CPU seconds of
 the charges run are ``getrusage`` (self + reaped children) around it. Peak RSS is the
 resident set of the whole process tree (the engine forks a worker per client-month batch,
-ingest spawns parse workers), sampled from /proc every 20 ms, or ``ru_maxrss`` if larger.
+ingest spawns parse workers), sampled from /proc every 20 ms, or ``ru_maxrss`` if larger;
+it counts the pages a forked worker shares with its parent twice. Peak PSS is the same tree's
+proportional set (``/proc/PID/smaps_rollup``), shared pages counted once: the memory the
+run really holds. Both are also given per Dagster step (with the main process's own RSS),
+from samples taken in the worker and the steps' event-log times.
 Processes started are counted in the nightly process: ``os.fork`` and ``subprocess.Popen``
 through an audit hook, multiprocessing's spawns through ``multiprocessing.util``.
 
@@ -55,9 +59,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import _tree_rss_kb, run_sampled, work_floor  # noqa: E402
+from bench_ingest import run_sampled, work_floor  # noqa: E402
 
-from billing_pipeline.cli import INSTANCE_YAML  # noqa: E402
+import billing_pipeline.cli  # noqa: E402
+
+# The dagster.yaml ``billing run`` writes for a new home (older versions: telemetry only).
+INSTANCE_YAML = getattr(billing_pipeline.cli, "INSTANCE_YAML", "telemetry:\n  enabled: false\n")
 
 NIGHT = date(2026, 3, 10)
 MONTH_START = date(2026, 3, 1)
@@ -153,19 +160,50 @@ def point_env(data: Path, landing: Path, work: Path) -> None:
     (work / "finance").mkdir(parents=True, exist_ok=True)
 
 
+def _tree_pids(pid: int) -> list[int]:
+    pids, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        pids.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                pending.extend(int(c) for c in handle.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return pids
+
+
+def _kb(pid: int, path: str, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/{path}") as handle:
+            for text in handle:
+                if text.startswith(field):
+                    return int(text.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
 class TreeSampler:
-    """The RSS of this process's tree every 20 ms, with wall-clock times, so that the peak
-    can be attributed to the Dagster step running at the time (event-log timestamps)."""
+    """Memory of this process's tree every 20 ms, with wall-clock times, so that the peak
+    can be attributed to the Dagster step running at the time (event-log timestamps).
+
+    Three figures a sample: the RSS summed over the tree (what ``peak RSS`` reports), the
+    PSS summed over the tree (pages a forked worker shares with its parent counted once:
+    RSS counts them in both), and the RSS of this process alone."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, int, int]] = []
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         pid = os.getpid()
         while not self._done.is_set():
-            self.samples.append((time.time(), _tree_rss_kb(pid)))
+            pids = _tree_pids(pid)
+            rss = sum(_kb(p, "status", "VmRSS:") for p in pids)
+            pss = sum(_kb(p, "smaps_rollup", "Pss:") for p in pids)
+            self.samples.append((time.time(), rss, pss, _kb(pid, "status", "VmRSS:")))
             time.sleep(0.02)
 
     def __enter__(self) -> TreeSampler:
@@ -176,9 +214,10 @@ class TreeSampler:
         self._done.set()
         self._thread.join()
 
-    def peak_mb(self, start: float, end: float) -> float:
-        inside = [kb for t, kb in self.samples if start <= t <= end]
-        return max(inside, default=0) / 1024
+    def peaks_mb(self, start: float, end: float) -> tuple[float, float, float]:
+        """Peak tree RSS, tree PSS and own RSS (MB) between two times."""
+        inside = [s[1:] for s in self.samples if start <= s[0] <= end]
+        return tuple(max((s[i] for s in inside), default=0) / 1024 for i in range(3))
 
 
 def run_night(instance, start: date, end: date) -> dict:
@@ -214,9 +253,14 @@ def run_night(instance, start: date, end: date) -> dict:
                 )
                 window = (started[entry.step_key], entry.timestamp)
                 step_windows.append(window)
-                step_peaks[entry.step_key] = max(
-                    step_peaks.get(entry.step_key, 0.0), sampler.peak_mb(*window)
-                )
+                step_peaks[entry.step_key] = [
+                    max(a, b)
+                    for a, b in zip(
+                        step_peaks.get(entry.step_key, (0.0, 0.0, 0.0)),
+                        sampler.peaks_mb(*window),
+                        strict=True,
+                    )
+                ]
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
             materialization = entry.asset_materialization
             if materialization.asset_key.to_user_string() == "charges":
@@ -224,19 +268,22 @@ def run_night(instance, start: date, end: date) -> dict:
                 for key in ("events", "charges", "days_computed", "days_from_cache"):
                     metadata[key] = metadata.get(key, 0) + materialization.metadata[key].value
                 break
-    # CPU of the charges run: between its "charges ..." and "charges ...: done" progress lines
-    charges_cpu = 0.0
+    # CPU of each run: between its "<stage> ..." and "<stage> ...: done" progress lines
+    stage_cpu: dict[str, float] = {}
     for (message, _, cpu_a), (_, _, cpu_b) in itertools.pairwise(marks):
-        if message.strip().startswith("charges ") and message.endswith("..."):
-            charges_cpu += cpu_b - cpu_a
-    outside = [kb for t, kb in sampler.samples if not any(a <= t <= b for a, b in step_windows)]
-    step_peaks["outside steps"] = max(outside, default=0) / 1024
+        if message.endswith("..."):
+            stage = message.split()[0]
+            stage_cpu[stage] = stage_cpu.get(stage, 0.0) + cpu_b - cpu_a
+    charges_cpu = stage_cpu.get("charges", 0.0)
+    outside = [s[1:] for s in sampler.samples if not any(a <= s[0] <= b for a, b in step_windows)]
+    step_peaks["outside steps"] = [max((s[i] for s in outside), default=0) / 1024 for i in range(3)]
     return {
         "wall": wall,
         "cpu": cpu,
         "steps": steps,
         "step_peak_rss_mb": step_peaks,
         "charges_cpu": charges_cpu,
+        "stage_cpu": stage_cpu,
         "runs": len(report.runs),
         "problems": report.has_problems,
         **metadata,
@@ -354,6 +401,7 @@ def nightly_row(events: int, clients: int, floors: list[dict], nights: list[dict
         "wall_s": wall,
         "wall_ratio": wall / floor,
         "rss_mb": rss,
+        "pss_mb": med(max(v[1] for v in n["step_peak_rss_mb"].values()) for n in nights),
         "rss_bytes_per_event": rss * 1024 * 1024 / events,
         "us_per_event": wall / events * 1e6,
         "dagster_runs": int(med(n["dagster_runs"] for n in nights)),
@@ -378,6 +426,7 @@ NIGHTLY_COLUMNS = [
     ("wall s", "wall_s", "{:.2f}"),
     ("wall/floor", "wall_ratio", "{:.1f}x"),
     ("peak RSS MB", "rss_mb", "{:,.0f}"),
+    ("peak PSS MB", "pss_mb", "{:,.0f}"),
     ("RSS B/event", "rss_bytes_per_event", "{:,.0f}"),
     ("µs/event", "us_per_event", "{:.1f}"),
     ("runs", "dagster_runs", "{}"),
@@ -478,10 +527,17 @@ def main() -> None:
                     f" peak RSS {nights[-1]['rss_mb']:.0f} MB, load {load_average()}",
                     flush=True,
                 )
+                print(
+                    "    CPU s by run: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in nights[-1]["stage_cpu"].items()),
+                    flush=True,
+                )
                 peaks = nights[-1]["step_peak_rss_mb"]
                 print(
-                    "    peak RSS MB by step: "
-                    + ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items()),
+                    "    peak MB by step (tree RSS / tree PSS / main process RSS): "
+                    + ", ".join(
+                        f"{k} {r:,.0f}/{p:,.0f}/{o:,.0f}" for k, (r, p, o) in peaks.items()
+                    ),
                     flush=True,
                 )
             results["nightly"].append(
