@@ -12,6 +12,7 @@ finalized (SPEC §7; how they are computed: ``billing_pipeline.closing``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -23,7 +24,7 @@ from billing_pipeline.invoices import ActivitySummary, render_invoice_files
 from billing_pipeline.months import first_day
 from billing_pipeline.pricing import PricedMonth, price_month
 from billing_pipeline.ratecards import RateCard
-from billing_pipeline.storage import Store, read_parquet, remove_tree, write_bytes
+from billing_pipeline.storage import Store, read_parquet, remove_tree, write_files
 
 INVOICE_FILES = ("invoice_lines.csv", "invoice.json", "invoice.html")
 EXAMPLES = 5
@@ -43,8 +44,15 @@ class InvoiceOutcome:
     adjustments_checked: dict[str, str] = field(default_factory=dict)
 
 
-def read_charges(store: Store, month: str, client_id: str) -> pl.DataFrame:
-    return read_parquet(store.charges_file(month, client_id))
+# What pricing and the lines' activity read of the charges: the rest (memo, rules file and
+# fingerprint, rate card version) is most of a wide file and only matters to analysts.
+INVOICE_COLUMNS = ("event_id", "activity_date", "event_type", "charge_code", "quantity", "basis")
+
+
+def read_charges(
+    store: Store, month: str, client_id: str, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    return read_parquet(store.charges_file(month, client_id), columns=columns)
 
 
 def invoice_status(store: Store, month: str, client_id: str) -> str | None:
@@ -127,7 +135,7 @@ def issue_invoice(
         outcome.status = "blocked"
         outcome.reason = _blocked_reason(state)
         return outcome
-    charges = read_charges(store, month, client_id)
+    charges = read_charges(store, month, client_id, INVOICE_COLUMNS)
     priced = price_month(card, first_day(month), charges)
     pending = closing.pending_adjustments(store, card, month)
     outcome.adjustments_checked = pending.checked
@@ -162,8 +170,9 @@ def issue_invoice(
     # invoice.json last: its status is what later runs go by (a final invoice is never
     # rewritten), so a run killed between the files leaves the old JSON and the next run
     # writes all three again, rather than a final JSON beside a draft HTML for good.
-    for name in sorted(files, key=lambda name: name == "invoice.json"):
-        write_bytes(files[name], folder / name)
+    write_files(
+        [(files[name], folder / name) for name in sorted(files, key=lambda n: n == "invoice.json")]
+    )
     outcome.status, outcome.total, outcome.lines = "issued", priced.total, len(priced.lines)
     return outcome
 
