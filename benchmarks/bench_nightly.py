@@ -20,7 +20,11 @@ Stage seconds come from the Dagster event log of those runs (STEP_START to STEP_
 duration: run setup, event-log writes, sensors' work done inline, reports. CPU seconds of
 the charges run are ``getrusage`` (self + reaped children) around it. Peak RSS is the
 resident set of the whole process tree (the engine forks a worker per client-month batch,
-ingest spawns parse workers), sampled from /proc every 20 ms, or ``ru_maxrss`` if larger.
+ingest spawns parse workers), sampled from /proc every 20 ms, or ``ru_maxrss`` if larger;
+it counts the pages a forked worker shares with its parent twice. Peak PSS is the same tree's
+proportional set (``/proc/PID/smaps_rollup``), shared pages counted once: the memory the
+run really holds. Both are also given per Dagster step (with the main process's own RSS),
+from samples taken in the worker and the steps' event-log times.
 Processes started are counted in the nightly process: ``os.fork`` and ``subprocess.Popen``
 through an audit hook, multiprocessing's spawns through ``multiprocessing.util``.
 
@@ -46,6 +50,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -55,6 +60,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import run_sampled, work_floor  # noqa: E402
+
+import billing_pipeline.cli  # noqa: E402
+
+# The dagster.yaml ``billing run`` writes for a new home (older versions: telemetry only).
+INSTANCE_YAML = getattr(billing_pipeline.cli, "INSTANCE_YAML", "telemetry:\n  enabled: false\n")
 
 NIGHT = date(2026, 3, 10)
 MONTH_START = date(2026, 3, 1)
@@ -145,8 +155,69 @@ def point_env(data: Path, landing: Path, work: Path) -> None:
         }
     )
     (work / "dagster_home").mkdir(parents=True, exist_ok=True)
-    (work / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the instance ``billing run`` creates for a new home
+    (work / "dagster_home" / "dagster.yaml").write_text(INSTANCE_YAML)
     (work / "finance").mkdir(parents=True, exist_ok=True)
+
+
+def _tree_pids(pid: int) -> list[int]:
+    pids, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        pids.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                pending.extend(int(c) for c in handle.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return pids
+
+
+def _kb(pid: int, path: str, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/{path}") as handle:
+            for text in handle:
+                if text.startswith(field):
+                    return int(text.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+class TreeSampler:
+    """Memory of this process's tree every 20 ms, with wall-clock times, so that the peak
+    can be attributed to the Dagster step running at the time (event-log timestamps).
+
+    Three figures a sample: the RSS summed over the tree (what ``peak RSS`` reports), the
+    PSS summed over the tree (pages a forked worker shares with its parent counted once:
+    RSS counts them in both), and the RSS of this process alone."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int, int, int]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while not self._done.is_set():
+            pids = _tree_pids(pid)
+            rss = sum(_kb(p, "status", "VmRSS:") for p in pids)
+            pss = sum(_kb(p, "smaps_rollup", "Pss:") for p in pids)
+            self.samples.append((time.time(), rss, pss, _kb(pid, "status", "VmRSS:")))
+            time.sleep(0.02)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def peaks_mb(self, start: float, end: float) -> tuple[float, float, float]:
+        """Peak tree RSS, tree PSS and own RSS (MB) between two times."""
+        inside = [s[1:] for s in self.samples if start <= s[0] <= end]
+        return tuple(max((s[i] for s in inside), default=0) / 1024 for i in range(3))
 
 
 def run_night(instance, start: date, end: date) -> dict:
@@ -161,9 +232,12 @@ def run_night(instance, start: date, end: date) -> dict:
         marks.append((message, time.perf_counter(), cpu_seconds()))
 
     began, cpu0 = time.perf_counter(), cpu_seconds()
-    report = run_billing(start, end, instance=instance, progress=progress)
+    with TreeSampler() as sampler:
+        report = run_billing(start, end, instance=instance, progress=progress)
     wall, cpu = time.perf_counter() - began, cpu_seconds() - cpu0
     steps: dict[str, float] = {}
+    step_peaks: dict[str, float] = {}
+    step_windows: list[tuple[float, float]] = []
     metadata: dict[str, float] = {}
     kinds = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
     for _name, run_id, ok, _seconds in report.runs:
@@ -177,6 +251,16 @@ def run_night(instance, start: date, end: date) -> dict:
                 steps[entry.step_key] = (
                     steps.get(entry.step_key, 0.0) + entry.timestamp - started[entry.step_key]
                 )
+                window = (started[entry.step_key], entry.timestamp)
+                step_windows.append(window)
+                step_peaks[entry.step_key] = [
+                    max(a, b)
+                    for a, b in zip(
+                        step_peaks.get(entry.step_key, (0.0, 0.0, 0.0)),
+                        sampler.peaks_mb(*window),
+                        strict=True,
+                    )
+                ]
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
             materialization = entry.asset_materialization
             if materialization.asset_key.to_user_string() == "charges":
@@ -184,16 +268,22 @@ def run_night(instance, start: date, end: date) -> dict:
                 for key in ("events", "charges", "days_computed", "days_from_cache"):
                     metadata[key] = metadata.get(key, 0) + materialization.metadata[key].value
                 break
-    # CPU of the charges run: between its "charges ..." and "charges ...: done" progress lines
-    charges_cpu = 0.0
+    # CPU of each run: between its "<stage> ..." and "<stage> ...: done" progress lines
+    stage_cpu: dict[str, float] = {}
     for (message, _, cpu_a), (_, _, cpu_b) in itertools.pairwise(marks):
-        if message.strip().startswith("charges ") and message.endswith("..."):
-            charges_cpu += cpu_b - cpu_a
+        if message.endswith("..."):
+            stage = message.split()[0]
+            stage_cpu[stage] = stage_cpu.get(stage, 0.0) + cpu_b - cpu_a
+    charges_cpu = stage_cpu.get("charges", 0.0)
+    outside = [s[1:] for s in sampler.samples if not any(a <= s[0] <= b for a, b in step_windows)]
+    step_peaks["outside steps"] = [max((s[i] for s in outside), default=0) / 1024 for i in range(3)]
     return {
         "wall": wall,
         "cpu": cpu,
         "steps": steps,
+        "step_peak_rss_mb": step_peaks,
         "charges_cpu": charges_cpu,
+        "stage_cpu": stage_cpu,
         "runs": len(report.runs),
         "problems": report.has_problems,
         **metadata,
@@ -259,8 +349,9 @@ def worker(kind: str, data: Path, work: Path, days: int) -> None:
 # --------------------------------------------------------------------------- parent
 
 
-def measure(kind: str, data: Path, out: Path, days: int = 1) -> dict:
-    """One measurement in a fresh interpreter, in a fresh work directory; adds peak RSS."""
+def measure(kind: str, data: Path, out: Path, days: int = 1, keep: Path | None = None) -> dict:
+    """One measurement in a fresh interpreter, in a fresh work directory; adds peak RSS.
+    With ``keep``, the work directory (outputs, Dagster home) is moved there afterwards."""
     work = out / f"work-{kind}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -268,6 +359,10 @@ def measure(kind: str, data: Path, out: Path, days: int = 1) -> dict:
     command += ["--work", str(work), "--month-days", str(days)]
     try:
         stdout, peak = run_sampled(command, kind)
+        if keep is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(work, keep)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     line = next(ln for ln in reversed(stdout.splitlines()) if ln.startswith("RESULT "))
@@ -306,6 +401,7 @@ def nightly_row(events: int, clients: int, floors: list[dict], nights: list[dict
         "wall_s": wall,
         "wall_ratio": wall / floor,
         "rss_mb": rss,
+        "pss_mb": med(max(v[1] for v in n["step_peak_rss_mb"].values()) for n in nights),
         "rss_bytes_per_event": rss * 1024 * 1024 / events,
         "us_per_event": wall / events * 1e6,
         "dagster_runs": int(med(n["dagster_runs"] for n in nights)),
@@ -330,6 +426,7 @@ NIGHTLY_COLUMNS = [
     ("wall s", "wall_s", "{:.2f}"),
     ("wall/floor", "wall_ratio", "{:.1f}x"),
     ("peak RSS MB", "rss_mb", "{:,.0f}"),
+    ("peak PSS MB", "pss_mb", "{:,.0f}"),
     ("RSS B/event", "rss_bytes_per_event", "{:,.0f}"),
     ("µs/event", "us_per_event", "{:.1f}"),
     ("runs", "dagster_runs", "{}"),
@@ -394,6 +491,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="3,000 events, 3 clients, once")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the last nightly run's work directory (outputs, Dagster home) under "
+        "KEEP/nightly-<E>e-<C>c, to compare outputs between versions of the code",
+    )
     parser.add_argument("--worker", choices=["floor", "nightly", "month"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -416,11 +519,25 @@ def main() -> None:
             for i in range(args.repeat):
                 # alternate floor and nightly so both see the same machine load
                 floors.append(measure("floor", data, args.out))
-                nights.append(measure("nightly", data, args.out))
+                keep = args.keep / data.name if args.keep else None
+                nights.append(measure("nightly", data, args.out, keep=keep))
                 print(
                     f"  {events:,} events {clients} clients run {i + 1}: floor"
                     f" {floors[-1]['seconds']:.2f}s, nightly {nights[-1]['wall']:.2f}s,"
                     f" peak RSS {nights[-1]['rss_mb']:.0f} MB, load {load_average()}",
+                    flush=True,
+                )
+                print(
+                    "    CPU s by run: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in nights[-1]["stage_cpu"].items()),
+                    flush=True,
+                )
+                peaks = nights[-1]["step_peak_rss_mb"]
+                print(
+                    "    peak MB by step (tree RSS / tree PSS / main process RSS): "
+                    + ", ".join(
+                        f"{k} {r:,.0f}/{p:,.0f}/{o:,.0f}" for k, (r, p, o) in peaks.items()
+                    ),
                     flush=True,
                 )
             results["nightly"].append(

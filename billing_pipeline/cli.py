@@ -126,16 +126,32 @@ def _pass_through(prefix: tuple[str, ...], rest: list[str]) -> int:
     return main_validate(rest, Paths.from_env().ratecards)
 
 
+# The dagster.yaml of a home this command creates. Telemetry off: its first-run banner would
+# bury the command's own output. No compute-log capture: ``billing run`` executes its runs in
+# its own process, whose standard output and error are already the terminal's, and the
+# capture would only copy them into files at the cost of four processes per run (two
+# ``tail -F`` and two Python ``watch_orphans``) and their start-up. What the UI shows of a
+# run (structured logs, materializations, checks, partitions, lineage) is in the event log,
+# not in compute logs. A deployment's daemon-launched runs keep the capture
+# (deploy/dagster.yaml): nobody watches their terminal.
+INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
+"""
+
+
 def _ensure_dagster_home(default: Path) -> Path:
     """SQLite instance under $DAGSTER_HOME; a new user needs no setup (SPEC §2).
 
-    A home this command creates gets a dagster.yaml that only turns telemetry off (its
-    first-run banner would bury the command's own output); an existing home is left as is.
+    A home this command creates gets ``INSTANCE_YAML``; an existing home is left as is.
     """
     home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
     if not home.exists():
         home.mkdir(parents=True)
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        (home / "dagster.yaml").write_text(INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -6,8 +6,9 @@ and to reason about.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -37,33 +38,51 @@ def previous_month(month: str) -> str:
     return f"{first - timedelta(days=1):%Y-%m}"
 
 
+def activity_days(store: Store, month: str) -> dict[str, list[date]]:
+    """The days of the month each client has an activity partition (from one listing per
+    day), so a client's month is read from the files that exist rather than by trying every
+    day of two months for each client."""
+    found: dict[str, list[date]] = {}
+    for day in month_days(month):
+        for name in child_dirs(store.activity_dir(day)):
+            if name.startswith("client_id="):
+                found.setdefault(name.removeprefix("client_id="), []).append(day)
+    return found
+
+
 def activity_clients(store: Store, month: str) -> list[str]:
     """Clients with at least one valid event in the month (from the partition folders)."""
-    found: set[str] = set()
-    for day in month_days(month):
-        found.update(
-            name.removeprefix("client_id=")
-            for name in child_dirs(store.activity_dir(day))
-            if name.startswith("client_id=")
-        )
-    return sorted(found)
+    return sorted(activity_days(store, month))
 
 
-def month_clients(store: Store, month: str) -> list[str]:
-    """Every client with activity, charges or an invoice in the month."""
-    found = set(activity_clients(store, month))
+def month_clients(store: Store, month: str, active: Iterable[str] | None = None) -> list[str]:
+    """Every client with activity (``active``, when already listed), charges or an invoice
+    in the month."""
+    found = set(activity_clients(store, month) if active is None else active)
     charges = store.root / "charges" / f"month={month}"
     found.update(name.removeprefix("client_id=") for name in child_dirs(charges))
     found.update(child_dirs(store.root / "invoices" / month))
     return sorted(found)
 
 
-def load_client_month(store: Store, month: str, client_id: str) -> ClientMonth:
+def load_client_month(
+    store: Store,
+    month: str,
+    client_id: str,
+    days: Sequence[date] | None = None,
+    previous_days: Sequence[date] | None = None,
+) -> ClientMonth:
+    """``days`` and ``previous_days``: the client's activity days of the month and of the
+    month before (``activity_days``); every day of each month when not given."""
     charges_file = store.charges_file(month, client_id)
     return ClientMonth(
         client_id=client_id,
-        events=_events(store, client_id, month),
-        previous_events=_events(store, client_id, previous_month(month)),
+        events=_events(store, client_id, month_days(month) if days is None else days),
+        previous_events=_events(
+            store,
+            client_id,
+            month_days(previous_month(month)) if previous_days is None else previous_days,
+        ),
         charges=read_parquet(charges_file, CHARGES_SCHEMA),
         errors=read_parquet(store.rule_errors_file(month, client_id), ERRORS_SCHEMA),
         charges_materialized=charges_file.exists(),
@@ -72,8 +91,8 @@ def load_client_month(store: Store, month: str, client_id: str) -> ClientMonth:
     )
 
 
-def _events(store: Store, client_id: str, month: str) -> pl.DataFrame:
-    events = read_activity(store, client_id, month_days(month))
+def _events(store: Store, client_id: str, days: Sequence[date]) -> pl.DataFrame:
+    events = read_activity(store, client_id, list(days))
     if events.is_empty():
         return pl.DataFrame(schema=ACTIVITY_SCHEMA)
     return events

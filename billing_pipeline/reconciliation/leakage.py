@@ -49,8 +49,11 @@ def leakage_rows(
 ) -> list[tuple[str, ...]]:
     """Every leakage row of one client-month, in ``KINDS`` order."""
     rows = [*_not_charged(month, cm, kinds)]
-    rows.extend(_shipped_without_pick(month, cm))
-    rows.extend(_picked_not_shipped(month, cm))
+    # The order events of this month and the one before, their order ids read once.
+    current = _order_events(cm.events)
+    both = pl.concat([_order_events(cm.previous_events), current], how="vertical_relaxed")
+    rows.extend(_shipped_without_pick(month, cm, current, both))
+    rows.extend(_picked_not_shipped(month, cm, current, both))
     rows.extend(_no_invoice(month, cm, has_card))
     return rows
 
@@ -88,16 +91,25 @@ def _not_charged(
     return rows
 
 
-def _orders(events: pl.DataFrame, event_type: str) -> pl.DataFrame:
-    """(order_id, event_id) of the events of one order type."""
+ORDER_TYPES = ("order.picked", "order.shipped", "order.cancelled")
+
+
+def _order_events(events: pl.DataFrame) -> pl.DataFrame:
+    """(event_type, order_id, event_id) of the order events that name an order."""
     return (
-        events.filter(pl.col("event_type") == event_type)
+        events.filter(pl.col("event_type").is_in(ORDER_TYPES))
         .select(
+            "event_type",
             pl.col("payload").str.json_path_match("$.order_id").alias("order_id"),
             "event_id",
         )
         .drop_nulls("order_id")
     )
+
+
+def _orders(orders: pl.DataFrame, event_type: str) -> pl.DataFrame:
+    """(order_id, event_id) of the order events of one type."""
+    return orders.filter(pl.col("event_type") == event_type).select("order_id", "event_id")
 
 
 def _order_row(
@@ -115,24 +127,26 @@ def _order_row(
     )
 
 
-def _shipped_without_pick(month: str, cm: ClientMonth) -> list[tuple[str, ...]]:
-    both = pl.concat([cm.previous_events, cm.events], how="vertical_relaxed")
+def _shipped_without_pick(
+    month: str, cm: ClientMonth, current: pl.DataFrame, both: pl.DataFrame
+) -> list[tuple[str, ...]]:
     picked = _orders(both, "order.picked").select("order_id").unique()
-    shipped = _orders(cm.events, "order.shipped").join(picked, on="order_id", how="anti")
+    shipped = _orders(current, "order.shipped").join(picked, on="order_id", how="anti")
     if shipped.is_empty():
         return []
     detail = "no order.picked for the order this month or the previous one"
     return [_order_row(month, cm, "shipped_without_pick", "order.shipped", shipped, detail)]
 
 
-def _picked_not_shipped(month: str, cm: ClientMonth) -> list[tuple[str, ...]]:
-    both = pl.concat([cm.previous_events, cm.events], how="vertical_relaxed")
+def _picked_not_shipped(
+    month: str, cm: ClientMonth, current: pl.DataFrame, both: pl.DataFrame
+) -> list[tuple[str, ...]]:
     closed = (
-        pl.concat([_orders(both, "order.shipped"), _orders(both, "order.cancelled")])
+        both.filter(pl.col("event_type").is_in(("order.shipped", "order.cancelled")))
         .select("order_id")
         .unique()
     )
-    picked = _orders(cm.events, "order.picked").join(closed, on="order_id", how="anti")
+    picked = _orders(current, "order.picked").join(closed, on="order_id", how="anti")
     if picked.is_empty():
         return []
     detail = "picked, and neither shipped nor cancelled by the month's end"

@@ -17,7 +17,12 @@ from pathlib import Path
 
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.reconciliation.coverage import COVERAGE_HEADER, coverage_rows
-from billing_pipeline.reconciliation.inputs import load_client_month, month_clients
+from billing_pipeline.reconciliation.inputs import (
+    activity_days,
+    load_client_month,
+    month_clients,
+    previous_month,
+)
 from billing_pipeline.reconciliation.leakage import LEAKAGE_HEADER, leakage_rows
 from billing_pipeline.reconciliation.ledger import (
     RECONCILIATION_HEADER,
@@ -128,8 +133,12 @@ def build_month_report(
                 report.rules_problems[rules_file] = str(exc)
         return kinds_cache[rules_file]
 
-    for client_id in month_clients(store, month):
-        cm = load_client_month(store, month, client_id)
+    days = activity_days(store, month)
+    previous_days = activity_days(store, previous_month(month))
+    for client_id in month_clients(store, month, active=days):
+        cm = load_client_month(
+            store, month, client_id, days.get(client_id, []), previous_days.get(client_id, [])
+        )
         card = cards.get(client_id)
         kinds = kinds_of(card.rules if card else "default.lua")
         report.coverage.extend(coverage_rows(month, client_id, cm.events, cm.charges, kinds))
