@@ -102,10 +102,16 @@ def events_fingerprint(events: pl.DataFrame) -> str:
                 separator="\x1f",
             ).sort()
         ).to_series()
-        for key in keys:
-            digest.update(key.encode())
+        # the same bytes as one update per key ("key\n"), hashed a block of keys at a time:
+        # a Python call per event cost ~0.6 s per million
+        for start in range(0, keys.len(), _FINGERPRINT_BLOCK):
+            block = keys.slice(start, _FINGERPRINT_BLOCK).str.join("\n").item()
+            digest.update(block.encode())
             digest.update(b"\n")
     return digest.hexdigest()
+
+
+_FINGERPRINT_BLOCK = 65_536
 
 
 def month_events_sha256(day_fingerprints: dict[date, str]) -> str:
