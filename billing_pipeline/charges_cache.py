@@ -35,6 +35,7 @@ import functools
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -183,7 +184,9 @@ def file_stat(path: DataPath) -> list[int | str]:
     return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
-def read_hashed(path: DataPath) -> tuple[pl.DataFrame, str]:
-    """The activity file's rows and the sha256 of its bytes, reading it once."""
+def read_hashed(path: DataPath, columns: Sequence[str] | None = None) -> tuple[pl.DataFrame, str]:
+    """The activity file's rows (``columns`` of them) and the sha256 of its bytes, reading it
+    once."""
     data = path.read_bytes()
-    return pl.read_parquet(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
+    wanted = None if columns is None else list(columns)
+    return pl.read_parquet(io.BytesIO(data), columns=wanted), hashlib.sha256(data).hexdigest()

@@ -36,6 +36,7 @@ from billing_pipeline.rules import (
     RuleLoadError,
 )
 from billing_pipeline.rules.many import Job, evaluate_many
+from billing_pipeline.rules.model import EVENT_COLUMNS
 from billing_pipeline.storage import (
     Store,
     check_client_id,
@@ -196,7 +197,7 @@ def plan_charges(
         if entry and entry.activity_stat == stat:
             activity_sha = entry.activity_sha256
         else:
-            events, activity_sha = read_hashed(path)
+            events, activity_sha = read_hashed(path, EVENT_COLUMNS)
         key = day_key(
             activity_sha256=activity_sha,
             card=card,
@@ -218,9 +219,11 @@ def plan_charges(
                 done[day] = DayResult(day, entry, charges, errors, cached=True)
                 continue
         if events is None:
-            events, _ = read_hashed(path)
+            events, _ = read_hashed(path, EVENT_COLUMNS)
         pending.append(_Pending(day, events, activity_sha, stat, key))
     if pending:
+        # only the columns the engine reads (raw_line, source_file...: two thirds of the
+        # bytes) are held while a group of client-months waits for its engine worker
         events = pl.concat([p.events for p in pending], how="vertical_relaxed")
     elif not days:
         # No activity at all: the engine still decides (a month without events and a
