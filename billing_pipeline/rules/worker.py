@@ -160,6 +160,12 @@ def run_many_with_deadline(
     os.close(write_fd)
     try:
         return _collect_many(pid, read_fd, len(fns), seconds, progress)
+    except BaseException:
+        # interrupted (the run is being stopped): the child would go on through the batches
+        # left with no deadline over it
+        with contextlib.suppress(ChildProcessError):  # unless it was reaped already
+            _kill(pid)
+        raise
     finally:
         os.close(read_fd)
 

@@ -140,3 +140,32 @@ def test_each_function_has_a_deadline_of_its_own() -> None:
     outcomes = run_many_with_deadline([dies, nap(2)], 1.0, progress)
     assert [o.kind for o in outcomes] == ["crash"]
     assert "status" in outcomes[0].detail
+
+
+def test_an_interrupted_parent_leaves_no_worker_running() -> None:
+    """A run stopped while its worker is busy must not leave the worker going through its
+    batches with no deadline over it."""
+    import signal
+
+    progress = Progress()
+    pid_file = Progress()  # a shared int: the child writes its pid there
+
+    def record_and_hang() -> None:
+        pid_file.set(os.getpid())
+        time.sleep(60)
+
+    def interrupt(*_args) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_many_with_deadline([record_and_hang], 30.0, progress)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    child = pid_file.get()
+    assert child > 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # killed and reaped
