@@ -17,7 +17,7 @@ Layout, under the outputs directory (internal state, not part of SPEC §4.1)::
 
     _cache/charges/client_id=C/activity_date=D/entry.json         which key is stored
     _cache/charges/client_id=C/activity_date=D/KEY.charges.parquet
-    _cache/charges/client_id=C/activity_date=D/KEY.errors.parquet
+    _cache/charges/client_id=C/activity_date=D/KEY.errors.parquet      only when there are any
 
 ``entry.json`` is written last and names its key, and the data files carry the key in their
 names, so a run killed midway leaves either the old entry (whose files are still there) or
@@ -35,6 +35,7 @@ import functools
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -44,10 +45,10 @@ import polars as pl
 import billing_pipeline.rules as rules_package
 from billing_pipeline.config import DataPath
 from billing_pipeline.ratecards import RateCard
-from billing_pipeline.rules import Budgets
+from billing_pipeline.rules import ERRORS_SCHEMA, Budgets
 from billing_pipeline.storage import Store, atomic_path, is_remote, read_parquet, write_parquet
 
-CACHE_FORMAT = "charges-cache v1"
+CACHE_FORMAT = "charges-cache v2"
 
 
 @functools.cache
@@ -97,6 +98,7 @@ class DayEntry:
     events: int
     events_sha256: str  # charging.events_fingerprint of the day's events
     events_by_type: dict[str, int] = field(default_factory=dict)
+    rule_errors: int = 0  # rows in KEY.errors.parquet; no file when 0 (the common case)
 
 
 @dataclass
@@ -137,6 +139,8 @@ class ChargesCache:
         folder = self.day_dir(client_id, day)
         # No schema: a missing file raises (FileNotFoundError) rather than reading as empty.
         charges = read_parquet(folder / f"{entry.key}.charges.parquet")
+        if not entry.rule_errors:
+            return charges, pl.DataFrame(schema=ERRORS_SCHEMA)
         errors = read_parquet(folder / f"{entry.key}.errors.parquet")
         return charges, errors
 
@@ -154,7 +158,9 @@ class ChargesCache:
         # Rebuildable from the activity, so no fsync (storage.atomic_path's ``durable``): a
         # file lost or torn by a crash fails to load and the day is simply computed again.
         write_parquet(charges, folder / f"{entry.key}.charges.parquet", durable=False)
-        write_parquet(errors, folder / f"{entry.key}.errors.parquet", durable=False)
+        entry.rule_errors = errors.height
+        if errors.height:
+            write_parquet(errors, folder / f"{entry.key}.errors.parquet", durable=False)
         self.save_entry(client_id, day, entry)
         for stale in folder.glob("*.parquet"):
             if not stale.name.startswith(entry.key + "."):
@@ -178,7 +184,9 @@ def file_stat(path: DataPath) -> list[int | str]:
     return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
-def read_hashed(path: DataPath) -> tuple[pl.DataFrame, str]:
-    """The activity file's rows and the sha256 of its bytes, reading it once."""
+def read_hashed(path: DataPath, columns: Sequence[str] | None = None) -> tuple[pl.DataFrame, str]:
+    """The activity file's rows (``columns`` of them) and the sha256 of its bytes, reading it
+    once."""
     data = path.read_bytes()
-    return pl.read_parquet(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
+    wanted = None if columns is None else list(columns)
+    return pl.read_parquet(io.BytesIO(data), columns=wanted), hashlib.sha256(data).hexdigest()

@@ -138,6 +138,16 @@ def test_month_built_night_by_night_equals_a_cold_rebuild(world: dict) -> None:
     assert errs.errors.height > 0
     assert set(errs.errors["activity_date"].unique()) <= set(DAYS)
     assert all(o.charges.height > 1000 for o in outcomes.values())
+    # a rule-errors file is cached for the client-days that have rule errors, and only them
+    cached = world["store"].root / "_cache" / "charges"
+    with_errors = {
+        (o.client_id, d) for o in outcomes.values() for d in o.errors["activity_date"].unique()
+    }
+    files = {
+        (p.parent.parent.name.removeprefix("client_id="), p.parent.name.split("=")[1])
+        for p in cached.rglob("*.errors.parquet")
+    }
+    assert files == {(c, d.isoformat()) for c, d in with_errors}
 
 
 def full_month(world: dict) -> dict[str, ChargesOutcome]:

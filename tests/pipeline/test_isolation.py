@@ -146,3 +146,28 @@ def test_log_records_carry_client_month_and_run_id(
             assert {f["month"] for f in per_client} == {MONTH}
         else:  # ingest: the activity built, per client
             assert {f["client"] for f in per_client} <= clients and per_client
+
+
+def test_client_months_in_several_engine_groups_bill_as_one_by_one(
+    billing_env: BillingEnv, sqlite_instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The charges asset evaluates client-months in groups (one engine worker each); groups
+    of two over three clients give each client-month what ``compute_charges`` alone gives,
+    and every lock is let go (the invoices run after it takes them again)."""
+    from billing_pipeline.config import Paths
+    from billing_pipeline.defs.charges import assets
+    from billing_pipeline.ratecards import load_ratecards
+    from billing_pipeline.rules import RuleEngine
+
+    monkeypatch.setattr(assets, "GROUP_CLIENT_MONTHS", 2)
+    report = _run(sqlite_instance)
+    assert report.runs_ok, report.runs
+    paths = Paths.from_env()
+    cards, _ = load_ratecards(paths.ratecards)
+    store = Store(billing_env.data)
+    for client in _clients(billing_env):
+        _assert_billed(billing_env, report, client)
+        alone = charging.compute_charges(store, RuleEngine(paths.lua), cards[client], MONTH)
+        written = pl.read_parquet(store.charges_file(MONTH, client))
+        assert written.equals(alone.charges), client
+        assert alone.charges.height > 0

@@ -1,5 +1,8 @@
 """The ``charges`` asset: per billing month x client, the Lua rules over that month's activity."""
 
+from contextlib import ExitStack
+from dataclasses import dataclass
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -14,13 +17,20 @@ from dagster import (
 
 from billing_pipeline import locks
 from billing_pipeline.charges_cache import ChargesCache
-from billing_pipeline.charging import ChargesOutcome, compute_charges, write_charges
+from billing_pipeline.charging import (
+    ChargesOutcome,
+    ChargesPlan,
+    finish_charges,
+    plan_charges,
+    write_charges,
+)
 from billing_pipeline.defs.code_versions import lua_code_version
 from billing_pipeline.defs.isolation import attempt, fail_partitions
 from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import month_client_partitions, split_key
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.rules import RuleEngine
+from billing_pipeline.rules.many import evaluate_many
 from billing_pipeline.runlog import RunLog
 
 GROUP = "charges"
@@ -72,30 +82,103 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
     log = RunLog(context.log, context.run_id)
     # Days whose inputs did not change come from the cache: a night costs what its new days do.
     cache = ChargesCache(store)
+    fingerprints: dict[str, str] = {}  # each rules file read once per run
     outcomes: list[ChargesOutcome] = []
     missing: list[str] = []
     failed: list[str] = []
-    for key in context.partition_keys:
-        month, client_id = split_key(key)
-        card = cards.get(client_id)
-        if card is None:
-            problem = bad_cards.get(f"{client_id}.yaml") or bad_cards.get(f"{client_id}.yml")
-            missing.append(f"- {client_id} {month}: {problem or 'no rate card'}")
-            log.warning("charges.no_ratecard", client=client_id, month=month)
-            continue
+    group: list[_Planned] = []
+    with ExitStack() as held:
+        for key in context.partition_keys:
+            month, client_id = split_key(key)
+            card = cards.get(client_id)
+            if card is None:
+                problem = bad_cards.get(f"{client_id}.yaml") or bad_cards.get(f"{client_id}.yml")
+                missing.append(f"- {client_id} {month}: {problem or 'no rate card'}")
+                log.warning("charges.no_ratecard", client=client_id, month=month)
+                continue
+            # Locks are held from the read to the write; the group's are let go together.
+            lock = held.enter_context(ExitStack())
 
-        def work(card=card, month=month, client_id=client_id) -> ChargesOutcome:
-            with locks.charging(store, month, client_id, log=context.log.info):
-                outcome = compute_charges(store, engine, card, month, cache)
-                write_charges(store, outcome)
+            def take(month=month, client_id=client_id, lock=lock) -> bool:
+                lock.enter_context(locks.charging(store, month, client_id, log=context.log.info))
+                return True
+
+            def plan(card=card, month=month) -> ChargesPlan:
+                return plan_charges(store, engine, card, month, cache, fingerprints)
+
+            fields = {"client": client_id, "month": month}
+            planned = None
+            if attempt(take, stage="charges", log=log, **fields):
+                planned = attempt(plan, stage="charges", log=log, **fields)
+            if planned is None:
+                lock.close()
+                failed.append(key)
+                continue
+            group.append(_Planned(key, planned, lock))
+            if _full(group):
+                _finish_group(group, engine, store, log, outcomes, failed)
+                held.close()
+                group = []
+        _finish_group(group, engine, store, log, outcomes, failed)
+    yield from _checks(outcomes, missing)
+    if failed:
+        done = [k for k in context.partition_keys if k not in failed]
+        fail_partitions(context, "charges", done, failed)
+    yield MaterializeResult(metadata=_metadata(outcomes))
+
+
+# A group's batches go through one engine worker; its events are in memory at once. A fork
+# costs ~40 ms of CPU: ~0.08 us per event at 500,000 events, and the run's peak memory
+# stays that of one group however many events and clients it has.
+GROUP_EVENTS = 500_000
+GROUP_CLIENT_MONTHS = 100
+
+
+@dataclass
+class _Planned:
+    key: str
+    plan: ChargesPlan
+    lock: ExitStack
+
+
+def _full(group: list[_Planned]) -> bool:
+    events = sum(p.plan.job.events.height for p in group if p.plan.job is not None)
+    return events >= GROUP_EVENTS or len(group) >= GROUP_CLIENT_MONTHS
+
+
+def _finish_group(
+    group: list[_Planned],
+    engine: RuleEngine,
+    store,
+    log: RunLog,
+    outcomes: list[ChargesOutcome],
+    failed: list[str],
+) -> None:
+    """Evaluates the group's batches in one engine worker, then finishes and writes each
+    client-month on its own: one client's failure is that client's."""
+    batches = [p for p in group if p.plan.job is not None]
+    try:
+        results = evaluate_many(engine, [p.plan.job for p in batches])
+    except Exception as exc:  # the worker itself (a fork refused): each client-month fails
+        results = [exc] * len(batches)
+    by_key = {p.key: r for p, r in zip(batches, results, strict=True)}
+    for planned in group:
+        plan = planned.plan
+        client_id, month = plan.card.client_id, plan.month
+        result = by_key.get(planned.key)
+
+        def work(plan=plan, result=result) -> ChargesOutcome:
+            outcome = finish_charges(plan, result)
+            write_charges(store, outcome)
             return outcome
 
         fields = {"client": client_id, "month": month}
-        outcome = attempt(work, stage="charges", log=log, **fields)
+        with planned.lock:
+            outcome = attempt(work, stage="charges", log=log, **fields)
         if outcome is None:
             # One client's failure is that client's: the others are still computed, and the
             # step fails at the end naming it (fail_partitions).
-            failed.append(key)
+            failed.append(planned.key)
             continue
         outcomes.append(outcome)
         log.info(
@@ -108,11 +191,6 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
             days_cached=outcome.days_cached,
             days_computed=outcome.days_computed,
         )
-    yield from _checks(outcomes, missing)
-    if failed:
-        done = [k for k in context.partition_keys if k not in failed]
-        fail_partitions(context, "charges", done, failed)
-    yield MaterializeResult(metadata=_metadata(outcomes))
 
 
 def _checks(outcomes: list[ChargesOutcome], missing: list[str]):

@@ -1,0 +1,158 @@
+"""Many evaluations in one engine worker: ``RuleEngine.evaluate`` for each job, one fork.
+
+A nightly run charges hundreds of client-months, most of them small; forking a worker for
+each cost more than their Lua did (issue 7). Here every job's batch is encoded first, then
+one forked child (``worker.run_many_with_deadline``) evaluates them one after another, each
+in a fresh Lua runtime under its own memory cap and its own wall-clock deadline, exactly as
+``RuleEngine.evaluate`` would in a child of its own, so the results are the same frames.
+
+A job whose batch times out or crashes the child is evaluated again on its own by
+``RuleEngine.evaluate``, which pins the event to blame and evaluates the rest without it (a
+runaway rule costs one deadline more than it would alone); the jobs after it go on in a new
+child. A job that cannot start (a rules file that does not load, columns missing) gets its
+exception back in place of its result, so one client's failure stays that client's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from billing_pipeline.rules import modules as mods
+from billing_pipeline.rules.batch import (
+    Columns,
+    RawResult,
+    encode,
+    read_arrays,
+    run_in_lua,
+    to_frames,
+)
+from billing_pipeline.rules.engine import RuleEngine
+from billing_pipeline.rules.model import (
+    EVENT_COLUMNS,
+    Evaluation,
+    RateVersion,
+    empty_charges,
+    empty_errors,
+)
+from billing_pipeline.rules.worker import SharedOutput, run_many_with_deadline
+
+
+@dataclass
+class Job:
+    events: pl.DataFrame
+    client_id: str
+    rules_file: str
+    versions: Sequence[RateVersion]
+
+
+@dataclass
+class _Prepared:
+    index: int
+    columns: Columns
+    modules: dict[str, mods.Module]
+    sha: str
+    versions: list[RateVersion]
+    output: SharedOutput
+
+
+def evaluate_many(engine: RuleEngine, jobs: Sequence[Job]) -> list[Evaluation | Exception]:
+    """One result per job, in order: its Evaluation, or the exception evaluate would raise."""
+    results: list[Evaluation | Exception | None] = [None] * len(jobs)
+    prepared: list[_Prepared] = []
+    try:
+        for index, job in enumerate(jobs):
+            try:
+                item = _prepare(engine, index, job)
+            except Exception as exc:  # handed back as that job's result
+                results[index] = exc
+                continue
+            if item is None:
+                results[index] = Evaluation(empty_charges(), empty_errors())
+            else:
+                prepared.append(item)
+        start = 0
+        while start < len(prepared):
+            batch = prepared[start:]
+            outcomes = run_many_with_deadline(
+                [_runner(engine, jobs[p.index], p) for p in batch],
+                engine.budgets.batch_seconds,
+                engine._progress,
+            )
+            for item, outcome in zip(batch, outcomes, strict=False):
+                job = jobs[item.index]
+                if outcome.kind != "ok":
+                    item.output.close()
+                    item.output = None  # type: ignore[assignment]
+                    results[item.index] = _alone(engine, job)
+                    continue
+                try:
+                    results[item.index] = _frames(job, item, outcome.value)
+                except Exception as exc:  # handed back as that job's result
+                    results[item.index] = exc
+                # the frames own their data now (to_frames gathers from the arrays)
+                item.output.close()
+                item.output = None  # type: ignore[assignment]
+            start += len(outcomes)
+    finally:
+        for item in prepared:
+            if item.output is not None:
+                item.output.close()
+    return results  # type: ignore[return-value]
+
+
+def _prepare(engine: RuleEngine, index: int, job: Job) -> _Prepared | None:
+    """What ``RuleEngine.evaluate`` does before its fork; None for a batch without events."""
+    missing = [c for c in EVENT_COLUMNS if c not in job.events.columns]
+    if missing:
+        raise ValueError(f"events lack columns: {', '.join(missing)}")
+    modules = mods.collect(engine.lua_dir, job.rules_file)
+    sha = mods.fingerprint(modules)
+    if job.events.height == 0:
+        return None
+    versions = sorted(job.versions, key=lambda v: v.effective_from)
+    columns = encode(job.events, versions)
+    return _Prepared(index, columns, modules, sha, versions, SharedOutput())
+
+
+def _frames(job: Job, item: _Prepared, raw: RawResult) -> Evaluation:
+    if raw.n_out:
+        read_arrays(raw, item.output)
+    charges, errors = to_frames(
+        [raw],
+        job.events,
+        item.columns,
+        item.versions,
+        rules_file=job.rules_file,
+        rules_sha256=item.sha,
+    )
+    return Evaluation(charges, errors)
+
+
+def _runner(engine: RuleEngine, job: Job, item: _Prepared):
+    root = mods.module_for_rules_file(job.rules_file)
+
+    def run():
+        return run_in_lua(
+            item.columns,
+            modules=item.modules,
+            root=root,
+            client_id=job.client_id,
+            versions=item.versions,
+            budgets=engine.budgets,
+            progress_address=engine._progress.address,
+            output=item.output,
+        )
+
+    return run
+
+
+def _alone(engine: RuleEngine, job: Job) -> Evaluation | Exception:
+    try:
+        return engine.evaluate(
+            job.events, client_id=job.client_id, rules_file=job.rules_file, versions=job.versions
+        )
+    except Exception as exc:  # handed back as that job's result
+        return exc
