@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import run_sampled, work_floor  # noqa: E402
+from bench_ingest import prepare_floor, run_sampled, work_floor  # noqa: E402
 
 import billing_pipeline.cli  # noqa: E402
 
@@ -80,6 +80,7 @@ def ensure_data(out: Path, events: int, clients: int, days: int, start: date) ->
     target = out / name
     marker = target / ".complete"
     if marker.exists():
+        prepare_floor(target)
         return target
     command = [
         str(BILLING),
@@ -103,6 +104,7 @@ def ensure_data(out: Path, events: int, clients: int, days: int, start: date) ->
     print(f"generating: {' '.join(command[1:])}", flush=True)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     marker.write_text(" ".join(["billing", *command[1:]]) + "\n")
+    prepare_floor(target)
     return target
 
 
