@@ -101,26 +101,9 @@ class Progress:
 
 
 def run_with_deadline(fn: Callable[[], Any], seconds: float, progress: Progress) -> Outcome:
-    progress.set(IDLE)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(read_fd)
-        code = 0
-        try:
-            payload = pickle.dumps(("ok", fn()), protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:
-            payload = pickle.dumps(("crash", traceback.format_exc()))
-            code = 1
-        try:
-            _write_all(write_fd, struct.pack("<Q", len(payload)) + payload)
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    try:
-        return _collect(pid, read_fd, seconds, progress)
-    finally:
-        os.close(read_fd)
+    """``fn`` in a forked child, killed at the deadline: one function of
+    ``run_many_with_deadline``."""
+    return run_many_with_deadline([fn], seconds, progress)[0]
 
 
 def run_many_with_deadline(
@@ -220,45 +203,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _collect(pid: int, fd: int, seconds: float, progress: Progress) -> Outcome:
-    deadline = time.monotonic() + seconds
-    chunks: list[bytes] = []
-    received, expected = 0, None
-    last_row, since = progress.get(), time.monotonic()
-    while True:
-        now = time.monotonic()
-        row = progress.get()
-        if row != last_row:
-            last_row, since = row, now
-        if now >= deadline:
-            _kill(pid)
-            return Outcome("timeout", row=row, stalled_seconds=now - since)
-        ready, _, _ = select.select([fd], [], [], min(0.05, deadline - now))
-        if not ready:
-            continue
-        data = os.read(fd, 1 << 20)
-        if not data:
-            break
-        chunks.append(data)
-        received += len(data)
-        if expected is None and received >= 8:
-            expected = 8 + struct.unpack("<Q", b"".join(chunks)[:8])[0]
-        if expected is not None and received >= expected:
-            break  # the whole result: no need to wait for the child to tear itself down
-    raw = b"".join(chunks)
-    status: int | None = None
-    if expected is not None and received == expected:
-        _reap(pid)
-    else:
-        _, status = os.waitpid(pid, 0)
-    if len(raw) < 8 or len(raw) - 8 != struct.unpack("<Q", raw[:8])[0]:
-        return Outcome("crash", row=progress.get(), detail=f"worker exited with status {status}")
-    kind, value = pickle.loads(raw[8:])
-    if kind != "ok":
-        return Outcome("crash", row=progress.get(), detail=str(value))
-    return Outcome("ok", value)
 
 
 def _reap(pid: int) -> None:
