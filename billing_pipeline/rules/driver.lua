@@ -1095,6 +1095,12 @@ end
 function M.new_batch(rules, spec)
   local client_id = spec.client_id
   local instructions = spec.instructions
+  -- A small batch runs interpreted from here on (batch.py's JIT_MIN_EVENTS says why); the
+  -- budget ticks are in the rule's source, so they count the same either way.
+  local jit_wanted = spec.jit ~= false
+  if not jit_wanted then
+    jit.off()
+  end
   RLIMIT_AS = spec.rlimit_as or RLIMIT_AS
   set_budget(instructions)
   local types = spec.types -- [code] = event_type (code 0-based)
@@ -1420,7 +1426,9 @@ function M.new_batch(rules, spec)
           n_out, budget, exceeded = mark, max_budget, false
           ok2, err2 = xpcall(h, locate, e, charge, ctx)
         end
-        jit.on()
+        if jit_wanted then
+          jit.on()
+        end
         if not ok2 then
           err = err2
         end
