@@ -178,7 +178,8 @@ the rest of the batch is evaluated again without it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -208,6 +209,16 @@ from billing_pipeline.rules.model import (
 from billing_pipeline.rules.worker import IDLE, Progress, SharedOutput, run_with_deadline
 
 RuleKind = Literal["handler", "false"]
+
+
+@dataclass
+class Prepared:
+    """A batch ready for the Lua driver: what evaluate does before any fork."""
+
+    columns: Columns
+    modules: dict[str, mods.Module]
+    sha: str  # fingerprint of the rules file and what it requires
+    versions: list[RateVersion]  # by effective_from
 
 
 class RuleEngine:
@@ -260,25 +271,19 @@ class RuleEngine:
         rules_file: str,
         versions: Sequence[RateVersion],
     ) -> Evaluation:
-        missing = [c for c in EVENT_COLUMNS if c not in events.columns]
-        if missing:
-            raise ValueError(f"events lack columns: {', '.join(missing)}")
-        modules = mods.collect(self.lua_dir, rules_file)
-        sha = mods.fingerprint(modules)
-        if events.height == 0:
+        prepared = self.prepare(events, rules_file, versions)
+        if prepared is None:
             return Evaluation(empty_charges(), empty_errors())
-        versions = sorted(versions, key=lambda v: v.effective_from)
-        columns = encode(events, versions)
         outputs: list[SharedOutput] = []
         try:
-            raws, extra = self._run(columns, modules, rules_file, client_id, versions, outputs)
+            raws, extra = self._run(prepared, rules_file, client_id, outputs)
             charges, errors = to_frames(
                 raws,
                 events,
-                columns,
-                versions,
+                prepared.columns,
+                prepared.versions,
                 rules_file=rules_file,
-                rules_sha256=sha,
+                rules_sha256=prepared.sha,
                 extra_errors=extra,
             )
         finally:
@@ -287,40 +292,69 @@ class RuleEngine:
                 output.close()
         return Evaluation(charges, errors)
 
-    def _run(
+    def prepare(
+        self, events: pl.DataFrame, rules_file: str, versions: Sequence[RateVersion]
+    ) -> Prepared | None:
+        """Checks the columns, loads the rules' sources and encodes the batch; None for a
+        batch without events. Raises RuleLoadError for rules that cannot be collected."""
+        missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+        if missing:
+            raise ValueError(f"events lack columns: {', '.join(missing)}")
+        modules = mods.collect(self.lua_dir, rules_file)
+        sha = mods.fingerprint(modules)
+        if events.height == 0:
+            return None
+        ordered = sorted(versions, key=lambda v: v.effective_from)
+        return Prepared(encode(events, ordered), modules, sha, ordered)
+
+    def lua_call(
         self,
-        columns: Columns,
-        modules: dict[str, mods.Module],
+        part: Columns,
+        prepared: Prepared,
         rules_file: str,
         client_id: str,
-        versions: Sequence[RateVersion],
+        output: SharedOutput,
+    ) -> Callable[[], RawResult]:
+        """The driver's run over ``part``, to be called in a forked worker."""
+        root = mods.module_for_rules_file(rules_file)
+        budgets = self.budgets
+
+        def call() -> RawResult:
+            return run_in_lua(
+                part,
+                modules=prepared.modules,
+                root=root,
+                client_id=client_id,
+                versions=prepared.versions,
+                budgets=budgets,
+                progress_address=self._progress.address,
+                output=output,
+            )
+
+        return call
+
+    def _run(
+        self,
+        prepared: Prepared,
+        rules_file: str,
+        client_id: str,
         outputs: list[SharedOutput],
     ) -> tuple[list[RawResult], list[tuple[int, int | None, str]]]:
         """Runs the batch in children until every event has charges or an error.
 
         Each child writes its charge arrays into a SharedOutput of its own, appended to
         ``outputs`` for the caller to close once the frames are built."""
-        root = mods.module_for_rules_file(rules_file)
         budgets = self.budgets
         stall = min(1.0, budgets.batch_seconds / 4)
         raws: list[RawResult] = []
         extra: list[tuple[int, int | None, str]] = []
-        queue = [columns]
+        queue = [prepared.columns]
         while queue:
             part = queue.pop()
             output = SharedOutput()
             try:
                 outcome = run_with_deadline(
-                    lambda part=part, output=output: run_in_lua(
-                        part,
-                        modules=modules,
-                        root=root,
-                        client_id=client_id,
-                        versions=versions,
-                        budgets=budgets,
-                        progress_address=self._progress.address,
-                        output=output,
-                    ),
+                    self.lua_call(part, prepared, rules_file, client_id, output),
                     budgets.batch_seconds,
                     self._progress,
                 )

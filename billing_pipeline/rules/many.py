@@ -20,23 +20,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from billing_pipeline.rules import modules as mods
-from billing_pipeline.rules.batch import (
-    Columns,
-    RawResult,
-    encode,
-    read_arrays,
-    run_in_lua,
-    to_frames,
-)
-from billing_pipeline.rules.engine import RuleEngine
-from billing_pipeline.rules.model import (
-    EVENT_COLUMNS,
-    Evaluation,
-    RateVersion,
-    empty_charges,
-    empty_errors,
-)
+from billing_pipeline.rules.batch import RawResult, read_arrays, to_frames
+from billing_pipeline.rules.engine import Prepared, RuleEngine
+from billing_pipeline.rules.model import Evaluation, RateVersion, empty_charges, empty_errors
 from billing_pipeline.rules.worker import SharedOutput, run_many_with_deadline
 
 
@@ -51,10 +37,7 @@ class Job:
 @dataclass
 class _Prepared:
     index: int
-    columns: Columns
-    modules: dict[str, mods.Module]
-    sha: str
-    versions: list[RateVersion]
+    batch: Prepared
     output: SharedOutput
 
 
@@ -104,17 +87,8 @@ def evaluate_many(engine: RuleEngine, jobs: Sequence[Job]) -> list[Evaluation | 
 
 
 def _prepare(engine: RuleEngine, index: int, job: Job) -> _Prepared | None:
-    """What ``RuleEngine.evaluate`` does before its fork; None for a batch without events."""
-    missing = [c for c in EVENT_COLUMNS if c not in job.events.columns]
-    if missing:
-        raise ValueError(f"events lack columns: {', '.join(missing)}")
-    modules = mods.collect(engine.lua_dir, job.rules_file)
-    sha = mods.fingerprint(modules)
-    if job.events.height == 0:
-        return None
-    versions = sorted(job.versions, key=lambda v: v.effective_from)
-    columns = encode(job.events, versions)
-    return _Prepared(index, columns, modules, sha, versions, SharedOutput())
+    batch = engine.prepare(job.events, job.rules_file, job.versions)
+    return None if batch is None else _Prepared(index, batch, SharedOutput())
 
 
 def _frames(job: Job, item: _Prepared, raw: RawResult) -> Evaluation:
@@ -123,30 +97,18 @@ def _frames(job: Job, item: _Prepared, raw: RawResult) -> Evaluation:
     charges, errors = to_frames(
         [raw],
         job.events,
-        item.columns,
-        item.versions,
+        item.batch.columns,
+        item.batch.versions,
         rules_file=job.rules_file,
-        rules_sha256=item.sha,
+        rules_sha256=item.batch.sha,
     )
     return Evaluation(charges, errors)
 
 
 def _runner(engine: RuleEngine, job: Job, item: _Prepared):
-    root = mods.module_for_rules_file(job.rules_file)
-
-    def run():
-        return run_in_lua(
-            item.columns,
-            modules=item.modules,
-            root=root,
-            client_id=job.client_id,
-            versions=item.versions,
-            budgets=engine.budgets,
-            progress_address=engine._progress.address,
-            output=item.output,
-        )
-
-    return run
+    return engine.lua_call(
+        item.batch.columns, item.batch, job.rules_file, job.client_id, item.output
+    )
 
 
 def _alone(engine: RuleEngine, job: Job) -> Evaluation | Exception:
