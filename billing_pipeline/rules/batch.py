@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from billing_pipeline.decimals import DecimalError, parse_decimal, round_quantity, shortest_decimal
+from billing_pipeline.decimals import parse_decimal, round_quantity, shortest_decimal
 from billing_pipeline.rules.arrow import Exported, borrowed_series
 from billing_pipeline.rules.lua import MemoryCap, modules_table, new_runtime, text, to_lua
 from billing_pipeline.rules.model import (
@@ -232,10 +232,9 @@ def basis_table(raw: RawResult) -> pl.Series:
         if isinstance(b, float):
             out.append(next(converted))
             continue
-        try:
-            out.append(round_quantity(parse_decimal(b)))
-        except DecimalError:  # cannot happen for a string Lua has checked; none then
-            out.append(None)
+        # charge() refuses a basis string that is not a decimal, so no error is expected
+        # here; one propagates (the client-month fails, named) rather than a basis of none
+        out.append(round_quantity(parse_decimal(b)))
     return pl.Series(out, dtype=QUANTITY)
 
 
