@@ -83,9 +83,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Cards already checked in this process, by file name and exact bytes. A nightly run loads
 # the directory once per stage (runner, ingestion, charges, invoices, reconciliation), and
 # the pure-Python YAML parse and checks cost ~10 ms a card: seconds at 300 clients, each
-# time. The result is a function of the name and bytes (their sha256) only; RateCard is
-# frozen.
-_PARSED: OrderedDict[tuple[str, str, str], tuple[RateCard | None, tuple[str, ...]]] = OrderedDict()
+# time. The result is a function of the file's path (its name is checked, and the card keeps
+# its path) and bytes (their sha256) only; RateCard is frozen.
+_PARSED: OrderedDict[tuple[str, str], tuple[RateCard | None, tuple[str, ...]]] = OrderedDict()
 _PARSED_MAX = 4096
 _PARSED_LOCK = threading.Lock()
 
@@ -651,7 +651,7 @@ def _read(path: Path) -> tuple[RateCard | None, list[str]]:
         ck.add("", f"too large for a rate card ({len(data)} bytes, at most {MAX_BYTES})")
         return None, ck.problems
     sha = hashlib.sha256(data).hexdigest()
-    key = (path.name, path.stem, sha)
+    key = (str(path), sha)
     with _PARSED_LOCK:
         known = _PARSED.get(key)
         if known is not None:
