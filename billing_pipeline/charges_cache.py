@@ -27,6 +27,11 @@ month, so the entry also records the file's size, mtime and inode: when they are
 the stored content hash is reused (the store replaces files by rename, so a rewrite always
 gets a new inode and mtime); when they changed, the file is hashed, and a rewrite with the
 same bytes (the activity asset rebuilds the days around the ones that got files) still hits.
+
+The entry also holds the day's charges summed per code as pricing sums them (``totals``), and
+the charges dataset keeps one part file per day (``charging.write_charges``) named in the
+month's state file with its key. So a night reads no cached day's lines at all: the month
+is priced and counted from the entries, and only the new day's part is written.
 """
 
 from __future__ import annotations
@@ -38,17 +43,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 
 import billing_pipeline.rules as rules_package
 from billing_pipeline.config import DataPath
+from billing_pipeline.pricing import DayTotal
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import ERRORS_SCHEMA, Budgets
 from billing_pipeline.storage import Store, atomic_path, is_remote, read_parquet, write_parquet
 
-CACHE_FORMAT = "charges-cache v2"
+CACHE_FORMAT = "charges-cache v3"
 
 
 @functools.cache
@@ -99,15 +106,36 @@ class DayEntry:
     events_sha256: str  # charging.events_fingerprint of the day's events
     events_by_type: dict[str, int] = field(default_factory=dict)
     rule_errors: int = 0  # rows in KEY.errors.parquet; no file when 0 (the common case)
+    # charge code -> [quantity, basis, rows]: the day's charges summed as pricing sums them
+    # (decimals as text), so a month is priced, and its charges counted, without its lines
+    totals: dict[str, list[str | int]] = field(default_factory=dict)
+
+    @property
+    def charges(self) -> int:
+        return sum(int(t[2]) for t in self.totals.values())
+
+    def day_totals(self) -> dict[str, DayTotal]:
+        return {
+            code: DayTotal(Decimal(q), Decimal(b), int(n))
+            for code, (q, b, n) in self.totals.items()
+        }
+
+
+def totals_entry(totals: dict[str, DayTotal]) -> dict[str, list[str | int]]:
+    """``DayEntry.totals`` from one day's ``DayTotal`` per code."""
+    return {code: [str(t.quantity), str(t.basis), t.rows] for code, t in sorted(totals.items())}
 
 
 @dataclass
 class DayResult:
     day: date
     entry: DayEntry
-    charges: pl.DataFrame
-    errors: pl.DataFrame
     cached: bool
+    # None when not read: the day came from the cache and its part of the charges dataset
+    # is already what the entry says (charging.ChargesOutcome.charges reads it from there)
+    charges: pl.DataFrame | None
+    errors: pl.DataFrame
+    stored: bool = False  # the dataset's part for this day already holds these charges
 
 
 class ChargesCache:
@@ -135,14 +163,15 @@ class ChargesCache:
         except (ValueError, TypeError):
             return None  # unreadable or from another format: recompute the day
 
-    def load(self, client_id: str, day: date, entry: DayEntry) -> tuple[pl.DataFrame, pl.DataFrame]:
-        folder = self.day_dir(client_id, day)
-        # No schema: a missing file raises (FileNotFoundError) rather than reading as empty.
-        charges = read_parquet(folder / f"{entry.key}.charges.parquet")
+    # No schema in the reads below: a missing file raises (FileNotFoundError) rather than
+    # reading as empty.
+    def load_charges(self, client_id: str, day: date, entry: DayEntry) -> pl.DataFrame:
+        return read_parquet(self.day_dir(client_id, day) / f"{entry.key}.charges.parquet")
+
+    def load_errors(self, client_id: str, day: date, entry: DayEntry) -> pl.DataFrame:
         if not entry.rule_errors:
-            return charges, pl.DataFrame(schema=ERRORS_SCHEMA)
-        errors = read_parquet(folder / f"{entry.key}.errors.parquet")
-        return charges, errors
+            return pl.DataFrame(schema=ERRORS_SCHEMA)
+        return read_parquet(self.day_dir(client_id, day) / f"{entry.key}.errors.parquet")
 
     def save(
         self,

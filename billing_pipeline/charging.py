@@ -8,8 +8,10 @@ invoice step reads (fingerprints, rule-error and unpriced counts).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -22,10 +24,11 @@ from billing_pipeline.charges_cache import (
     day_key,
     file_stat,
     read_hashed,
+    totals_entry,
 )
 from billing_pipeline.ingest.activity import read_activity
 from billing_pipeline.months import first_day, month_days
-from billing_pipeline.pricing import price_month
+from billing_pipeline.pricing import DailyTotals, daily_totals, price_totals
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import (
     CHARGES_SCHEMA,
@@ -41,6 +44,9 @@ from billing_pipeline.storage import (
     Store,
     check_client_id,
     check_month,
+    child_files,
+    read_parquet,
+    remove_file,
     remove_tree,
     write_bytes,
     write_parquet,
@@ -57,8 +63,9 @@ class ChargesOutcome:
     events_sha256: str
     events: int
     events_by_type: dict[str, int]
-    charges: pl.DataFrame
+    days: list[DayResult]  # the month's activity days, in order
     errors: pl.DataFrame
+    store: Store
     unpriced: dict[str, int] = field(default_factory=dict)
     days_cached: int = 0  # activity days whose charges came from the cache
     days_computed: int = 0  # activity days that went through the engine
@@ -68,10 +75,30 @@ class ChargesOutcome:
         """SPEC §5: rule errors or unpriced charges mean no invoice for this client-month."""
         return self.errors.height > 0 or bool(self.unpriced)
 
+    @property
+    def charge_count(self) -> int:
+        return sum(r.entry.charges for r in self.days)
+
     def charges_by_code(self) -> dict[str, int]:
-        if self.charges.is_empty():
-            return {}
-        return dict(self.charges["charge_code"].value_counts().sort("charge_code").iter_rows())
+        by_code: dict[str, int] = {}
+        for r in self.days:
+            for code, total in r.entry.totals.items():
+                by_code[code] = by_code.get(code, 0) + int(total[2])
+        return dict(sorted(by_code.items()))
+
+    @functools.cached_property
+    def charges(self) -> pl.DataFrame:
+        """The month's charge lines; days not in memory are read from their stored parts
+        (which hold exactly them: that is why they were not read)."""
+        frames = [
+            r.charges
+            if r.charges is not None
+            else read_parquet(
+                self.store.charges_part(self.month, self.client_id, r.day), CHARGES_SCHEMA
+            )
+            for r in self.days
+        ]
+        return _concat(frames, CHARGES_SCHEMA)
 
     def state(self) -> dict[str, object]:
         return {
@@ -82,9 +109,15 @@ class ChargesOutcome:
             "ratecard_sha256": self.ratecard_sha256,
             "events_sha256": self.events_sha256,
             "events": self.events,
-            "charges": self.charges.height,
+            "charges": self.charge_count,
             "rule_errors": self.errors.height,
             "unpriced": self.unpriced,
+            # activity date -> the day key of what the dataset's part for that day holds,
+            # and its rows (a day without charges has no part file)
+            "parts": {
+                r.day.isoformat(): {"key": r.entry.key, "charges": r.entry.charges}
+                for r in self.days
+            },
         }
 
 
@@ -168,6 +201,7 @@ class ChargesPlan:
     done: dict[date, DayResult]
     pending: list[_Pending]
     job: Job | None  # the batch for the engine, None when every day came from the cache
+    stored: set[str]  # day keys whose parts the charges dataset holds now
 
 
 def plan_charges(
@@ -180,12 +214,15 @@ def plan_charges(
 ) -> ChargesPlan:
     """Reads the client-month's activity days, taking from ``cache`` those it holds.
 
+    A cached day is read only when its part of the charges dataset must be written again;
+    otherwise its entry (counts, totals per code) is all the month needs of it.
     ``fingerprints`` (rules file -> fingerprint) lets a run over many client-months read each
     rules file once.
     """
     client_id = card.client_id
     versions = [RateVersion(v.effective_from, dict(v.params)) for v in card.versions]
     rules_sha = _rules_fingerprint(engine, card.rules, fingerprints)
+    stored = _stored_parts(store, month, client_id)
     days = [d for d in month_days(month) if store.activity_file(d, client_id).exists()]
     done: dict[date, DayResult] = {}
     pending: list[_Pending] = []
@@ -206,8 +243,10 @@ def plan_charges(
             budgets=engine.budgets,
         )
         if cache and entry and entry.key == key:
+            in_dataset = _part_key(day, key) in stored
             try:
-                charges, errors = cache.load(client_id, day, entry)
+                errors = cache.load_errors(client_id, day, entry)
+                charges = None if in_dataset else cache.load_charges(client_id, day, entry)
             except (OSError, pl.exceptions.PolarsError):
                 pass  # a file lost or torn by a crash: compute the day again
             else:
@@ -216,7 +255,7 @@ def plan_charges(
                     # around those that got files): remember the new file's stat
                     entry.activity_stat = stat
                     cache.save_entry(client_id, day, entry)
-                done[day] = DayResult(day, entry, charges, errors, cached=True)
+                done[day] = DayResult(day, entry, True, charges, errors, stored=in_dataset)
                 continue
         if events is None:
             events, _ = read_hashed(path, EVENT_COLUMNS)
@@ -232,7 +271,24 @@ def plan_charges(
     else:
         events = None
     job = None if events is None else Job(events, client_id, card.rules, versions)
-    return ChargesPlan(store, card, month, cache, rules_sha, days, done, pending, job)
+    return ChargesPlan(store, card, month, cache, rules_sha, days, done, pending, job, stored)
+
+
+def _part_key(day: date, key: str) -> str:
+    return f"{day.isoformat()} {key}"
+
+
+def _stored_parts(store: Store, month: str, client_id: str) -> set[str]:
+    """The days whose part the dataset holds as last written (``_part_key``): the state
+    file names each day's key, and a part counts only if its file is there (one listing);
+    a day without charges has no file."""
+    state = read_charges_state(store, month, client_id) or {}
+    files = set(child_files(store.charges_dir(month, client_id)))
+    return {
+        f"{day} {part['key']}"
+        for day, part in state.get("parts", {}).items()
+        if part["charges"] == 0 or f"part-{day}.parquet" in files
+    }
 
 
 def _rules_fingerprint(engine: RuleEngine, rules_file: str, memo: dict[str, str] | None) -> str:
@@ -261,6 +317,7 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
     if plan.pending:
         charges_by_day = _by_day(charges)
         errors_by_day = _by_day(errors)
+        totals = daily_totals(charges, first_day(plan.month))
         for p in plan.pending:
             entry = DayEntry(
                 key=p.key,
@@ -269,27 +326,38 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
                 events=p.events.height,
                 events_sha256=events_fingerprint(p.events),
                 events_by_type=_by_type(p.events),
+                totals=totals_entry(
+                    {code: days[p.day] for code, days in totals.items() if p.day in days}
+                ),
             )
             day_result = DayResult(
                 p.day,
                 entry,
+                False,
                 charges_by_day.get(p.day, charges.clear()),
                 errors_by_day.get(p.day, errors.clear()),
-                cached=False,
+                stored=_part_key(p.day, p.key) in plan.stored,
             )
             if cache:
                 cache.save(client_id, p.day, entry, day_result.charges, day_result.errors)
             done[p.day] = day_result
     results = [done[d] for d in plan.days]
     if results:
-        charges = _concat([r.charges for r in results], CHARGES_SCHEMA)
         errors = _concat([r.errors for r in results], ERRORS_SCHEMA)
-    priced = price_month(card, first_day(plan.month), charges)
+    elif errors is None:
+        errors = pl.DataFrame(schema=ERRORS_SCHEMA)
+    # Priced from each day's totals per code, as the invoice prices the lines: the month's
+    # lines need not be read again to find what is unpriced.
+    daily: DailyTotals = {}
+    for r in results:
+        for code, total in r.entry.day_totals().items():
+            daily.setdefault(code, {})[r.day] = total
+    priced = price_totals(card, first_day(plan.month), daily)
     by_type: dict[str, int] = {}
     for r in results:
         for event_type, n in r.entry.events_by_type.items():
             by_type[event_type] = by_type.get(event_type, 0) + n
-    return ChargesOutcome(
+    outcome = ChargesOutcome(
         month=plan.month,
         client_id=client_id,
         rules_file=card.rules,
@@ -300,12 +368,14 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
         ),
         events=sum(r.entry.events for r in results),
         events_by_type=dict(sorted(by_type.items())),
-        charges=charges,
+        days=results,
         errors=errors,
+        store=plan.store,
         unpriced=dict(sorted(priced.unpriced.items())),
         days_cached=sum(r.cached for r in results),
         days_computed=sum(not r.cached for r in results),
     )
+    return outcome
 
 
 def _frames(job: Job, result: Evaluation | Exception | None) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -367,9 +437,26 @@ def _load_failure(events: pl.DataFrame, rules_file: str, message: str) -> pl.Dat
 
 
 def write_charges(store: Store, outcome: ChargesOutcome) -> None:
-    """Store the charges and rule_errors partitions (rule_errors only when there are any)."""
+    """Store the charges (one part per activity day with charges, SPEC §4.1) and
+    rule_errors (only when there are any) partitions, then the state file.
+
+    Only the days whose charges changed are written: a night rewrites its new day, not the
+    month. Files the month should not have (a day gone, the old one-file layout's
+    ``part-0.parquet``) are removed first, so a run killed midway may leave a day missing
+    (the state file, written last, still names the old keys, so the next run writes it
+    again) but never a line twice.
+    """
     month, client_id = outcome.month, outcome.client_id
-    write_parquet(outcome.charges, store.charges_file(month, client_id))
+    folder = store.charges_dir(month, client_id)
+    wanted = {f"part-{r.day.isoformat()}.parquet" for r in outcome.days if r.entry.charges}
+    for name in child_files(folder):
+        if name not in wanted and not name.startswith("."):
+            remove_file(folder / name)
+    for r in outcome.days:
+        if r.entry.charges and not r.stored:
+            if r.charges is None:
+                raise ValueError(f"charges of {client_id} {r.day} are neither stored nor read")
+            write_parquet(r.charges, store.charges_part(month, client_id, r.day))
     errors_file = store.rule_errors_file(month, client_id)
     if outcome.errors.is_empty():
         remove_tree(errors_file.parent)
@@ -377,6 +464,28 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
         write_parquet(outcome.errors, errors_file)
     state = json.dumps(outcome.state(), indent=2, sort_keys=True) + "\n"
     write_bytes(state.encode(), charges_state_file(store, month, client_id))
+
+
+def read_charges(
+    store: Store, month: str, client_id: str, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """A client-month's stored charges, in order (its parts by day); empty when none."""
+    folder = store.charges_dir(month, client_id)
+    parts = [
+        folder / name
+        for name in child_files(folder)
+        if name.endswith(".parquet") and not name.startswith((".", "_"))
+    ]
+    frames = [read_parquet(part, columns=columns) for part in parts]
+    if not frames:
+        schema = CHARGES_SCHEMA if columns is None else {c: CHARGES_SCHEMA[c] for c in columns}
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames, how="vertical")
+
+
+def charges_written(store: Store, month: str, client_id: str) -> bool:
+    """Has the charges asset stored this client-month (with or without charge lines)?"""
+    return charges_state_file(store, month, client_id).exists()
 
 
 def charges_state_file(store: Store, month: str, client_id: str):

@@ -63,7 +63,7 @@ from pathlib import Path
 
 import billing_pipeline.invoicing as invoicing
 from billing_pipeline import locks
-from billing_pipeline.charging import charges_state_file, read_charges_state
+from billing_pipeline.charging import charges_state_file, read_charges, read_charges_state
 from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.config import Paths
 from billing_pipeline.invoices.model import invoice_id
@@ -229,7 +229,7 @@ def pending_adjustments(store: Store, card: RateCard, month: str) -> PendingAdju
         if state["rule_errors"] or state["unpriced"]:
             pending.waiting.append(f"{earlier}: charges blocked")
             continue
-        charges = invoicing.read_charges(store, earlier, client_id)
+        charges = read_charges(store, earlier, client_id)
         priced = price_month(card, first_day(earlier), charges)
         has = invoicing.has_invoice(charges, priced)
         current = _amounts(priced.lines) if has else {}

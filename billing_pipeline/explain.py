@@ -25,14 +25,14 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import polars as pl
 
-from billing_pipeline.charging import read_charges_state
+from billing_pipeline.charging import charges_written, read_charges, read_charges_state
 from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.config import Paths
 from billing_pipeline.ingest.activity import read_activity
 from billing_pipeline.months import first_day, month_days
 from billing_pipeline.pricing import price_month
 from billing_pipeline.ratecards import ChargeSpec, RateCard, RateCardError, load_ratecards
-from billing_pipeline.rules import CHARGES_SCHEMA, ERRORS_SCHEMA, RuleEngine, RuleLoadError
+from billing_pipeline.rules import ERRORS_SCHEMA, RuleEngine, RuleLoadError
 from billing_pipeline.storage import Store, read_parquet
 
 PROG = "billing explain"
@@ -94,15 +94,15 @@ class _Context:
         paths = Paths.from_env()
         store = Store(paths.data)
         card = _card(paths, client_id)
-        charges_file = store.charges_file(month, client_id)
         invoice = store.invoice_dir(month, client_id) / "invoice.json"
-        if card is None and not charges_file.exists() and not invoice.exists():
+        written = charges_written(store, month, client_id)
+        if card is None and not written and not invoice.exists():
             raise ExplainError(
                 f"unknown client {client_id!r}: no rate card in {paths.ratecards} "
                 f"and nothing billed under {paths.data}"
             )
         document = json.loads(invoice.read_text()) if invoice.exists() else None
-        charges = read_parquet(charges_file, CHARGES_SCHEMA)
+        charges = read_charges(store, month, client_id)
         return cls(client_id, month, store, paths, card, charges, document)
 
     @property
@@ -528,9 +528,8 @@ def _uncharged_event(context: _Context, event_id: str) -> str:
         "false": "the rules mark this type not billable (false)",
         None: "the rules have no key for this type (unhandled)",
     }.get(kind, f"rules: {kind}")
-    if (
-        not context.charges.height
-        and not context.store.charges_file(context.month, context.client_id).exists()
+    if not context.charges.height and not charges_written(
+        context.store, context.month, context.client_id
     ):
         why = "charges not materialized for this client-month"
     return (

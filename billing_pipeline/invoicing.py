@@ -12,19 +12,18 @@ finalized (SPEC §7; how they are computed: ``billing_pipeline.closing``).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import polars as pl
 
 from billing_pipeline import closing
-from billing_pipeline.charging import read_charges_state
+from billing_pipeline.charging import read_charges, read_charges_state
 from billing_pipeline.invoices import ActivitySummary, render_invoice_files
 from billing_pipeline.months import first_day
 from billing_pipeline.pricing import PricedMonth, price_month
 from billing_pipeline.ratecards import RateCard
-from billing_pipeline.storage import Store, read_parquet, remove_tree, write_files
+from billing_pipeline.storage import Store, remove_tree, write_files
 
 INVOICE_FILES = ("invoice_lines.csv", "invoice.json", "invoice.html")
 EXAMPLES = 5
@@ -47,12 +46,6 @@ class InvoiceOutcome:
 # What pricing and the lines' activity read of the charges: the rest (memo, rules file and
 # fingerprint, rate card version) is most of a wide file and only matters to analysts.
 INVOICE_COLUMNS = ("event_id", "activity_date", "event_type", "charge_code", "quantity", "basis")
-
-
-def read_charges(
-    store: Store, month: str, client_id: str, columns: Sequence[str] | None = None
-) -> pl.DataFrame:
-    return read_parquet(store.charges_file(month, client_id), columns=columns)
 
 
 def invoice_status(store: Store, month: str, client_id: str) -> str | None:

@@ -30,7 +30,13 @@ from decimal import Decimal
 
 import polars as pl
 
-from billing_pipeline.charging import ChargesOutcome, compute_charges, read_charges_state
+from billing_pipeline.charging import (
+    ChargesOutcome,
+    charges_written,
+    compute_charges,
+    read_charges,
+    read_charges_state,
+)
 from billing_pipeline.cli_args import OneLineParser, UsageError
 from billing_pipeline.closing import ADJUSTMENT_PREFIX
 from billing_pipeline.config import Paths
@@ -138,10 +144,10 @@ def diff_client_month(paths: Paths, client_id: str, month: str) -> Diff:
         raise DiffUsage(f"--month must be YYYY-MM, got {month!r}")
     card = _card(paths, client_id)
     store = Store(paths.data)
-    if not store.charges_file(month, client_id).exists():
+    if not charges_written(store, month, client_id):
         raise DiffUsage(
             f"nothing materialized for {client_id} {month}: no charges at "
-            f"{store.charges_file(month, client_id).parent} (run billing run first)"
+            f"{store.charges_dir(month, client_id)} (run billing run first)"
         )
     old = materialized_side(store, card, month)
     outcome = compute_charges(store, RuleEngine(paths.lua), card, month)
@@ -156,7 +162,7 @@ def _invoice_status(store: Store, month: str, client_id: str) -> str | None:
 
 def materialized_side(store: Store, card: RateCard, month: str) -> Side:
     client_id = card.client_id
-    charges = read_parquet(store.charges_file(month, client_id))
+    charges = read_charges(store, month, client_id)
     errors = read_parquet(store.rule_errors_file(month, client_id), ERRORS_SCHEMA)
     state = read_charges_state(store, month, client_id) or {}
     folder = store.invoice_dir(month, client_id)

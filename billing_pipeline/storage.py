@@ -33,7 +33,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import date
 from pathlib import Path
 
@@ -94,8 +94,15 @@ class Store:
     def manifest_file(self) -> DataPath:
         return self.root / "manifest" / PART
 
-    def charges_file(self, month: str, client_id: str) -> DataPath:
-        return self._month_client_file("charges", month, client_id)
+    def charges_dir(self, month: str, client_id: str) -> DataPath:
+        """The client-month's charges: one part file per activity day (``charges_part``)."""
+        return self._month_client_file("charges", month, client_id).parent
+
+    def charges_part(self, month: str, client_id: str, day: date) -> DataPath:
+        # One file per day, so a night rewrites only the days whose charges changed (the
+        # month's other days are left as they are); named by date so that the folder's
+        # files in name order are the month's rows in order.
+        return self.charges_dir(month, client_id) / f"part-{day.isoformat()}.parquet"
 
     def rule_errors_file(self, month: str, client_id: str) -> DataPath:
         return self._month_client_file("rule_errors", month, client_id)
@@ -262,6 +269,28 @@ def child_dirs(folder: DataPath) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+
+def child_files(folder: DataPath) -> list[str]:
+    """Sorted names of the files in ``folder`` (none when it is missing); one listing."""
+    if is_remote(folder):
+        try:
+            entries = folder.fs.ls(folder.path, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(e["name"].rsplit("/", 1)[-1] for e in entries if e["type"] == "file")
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_file())
+
+
+def remove_file(path: DataPath) -> None:
+    """Remove one file if it is there."""
+    if is_remote(path):
+        with suppress(FileNotFoundError):
+            path.fs.rm_file(path.path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def remove_tree(path: DataPath) -> None:

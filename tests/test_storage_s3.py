@@ -17,6 +17,7 @@ from billing_pipeline.storage import (
     Store,
     atomic_path,
     child_dirs,
+    child_files,
     read_parquet,
     remove_tree,
     scan_parquet,
@@ -54,17 +55,19 @@ def test_written_files_read_back_and_are_single_objects(
     s3_bucket: str,
 ) -> None:
     frame = pl.DataFrame({"client_id": ["a", "b"], "n": [1, 2]})
-    write_parquet(frame, store.charges_file("2026-10", "a"))
+    part = store.charges_part("2026-10", "a", date(2026, 10, 5))
+    write_parquet(frame, part)
     write_bytes(b"invoice_id,total\r\nINV-1,1.00\r\n", store.invoice_dir("2026-10", "a") / "x.csv")
 
-    assert read_parquet(store.charges_file("2026-10", "a")).equals(frame)
-    assert read_parquet(store.charges_file("2026-10", "a"), columns=["n"])["n"].to_list() == [1, 2]
-    assert scan_parquet([store.charges_file("2026-10", "a")] * 2).collect().height == 4
+    assert read_parquet(part).equals(frame)
+    assert read_parquet(part, columns=["n"])["n"].to_list() == [1, 2]
+    assert scan_parquet([part] * 2).collect().height == 4
+    assert child_files(store.charges_dir("2026-10", "a")) == ["part-2026-10-05.parquet"]
     text = (store.invoice_dir("2026-10", "a") / "x.csv").read_bytes()
     assert text == b"invoice_id,total\r\nINV-1,1.00\r\n"
     # What the server holds: the two finished objects under the prefix, nothing else.
     assert s3_keys(s3_endpoint, s3_bucket) == [
-        "billing/out/charges/month=2026-10/client_id=a/part-0.parquet",
+        "billing/out/charges/month=2026-10/client_id=a/part-2026-10-05.parquet",
         "billing/out/invoices/2026-10/a/x.csv",
     ]
 

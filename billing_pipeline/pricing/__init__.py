@@ -31,7 +31,22 @@ Decisions where the contract is silent:
 - A row outside the month raises ``ValueError``; a float quantity or basis raises TypeError.
 """
 
-from billing_pipeline.pricing.engine import price_month
+from billing_pipeline.pricing.engine import (
+    DailyTotals,
+    DayTotal,
+    daily_totals,
+    price_month,
+    price_totals,
+)
 from billing_pipeline.pricing.model import ChargeRow, InvoiceLine, PricedMonth
 
-__all__ = ["ChargeRow", "InvoiceLine", "PricedMonth", "price_month"]
+__all__ = [
+    "ChargeRow",
+    "DailyTotals",
+    "DayTotal",
+    "InvoiceLine",
+    "PricedMonth",
+    "daily_totals",
+    "price_month",
+    "price_totals",
+]

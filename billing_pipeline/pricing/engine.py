@@ -25,10 +25,17 @@ _Round = Callable[[Decimal], Decimal]
 
 
 @dataclass
-class _Day:
+class DayTotal:
+    """One charge code's charges on one day, summed: all pricing needs of them (SPEC §6.1
+    step 1), so a day's totals can be kept instead of its lines (charges_cache.py)."""
+
     quantity: Decimal = _ZERO
     basis: Decimal = _ZERO
     rows: int = 0
+
+
+# charge code -> activity date -> totals
+DailyTotals = dict[str, dict[date, DayTotal]]
 
 
 @dataclass
@@ -57,13 +64,26 @@ def price_month(
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         if isinstance(charges, pl.DataFrame):
-            daily = _daily_from_frame(charges, month)
+            daily = daily_totals(charges, month)
         else:
             daily = _daily(charges, month)
         return _price(card, month, daily)
 
 
-def _price(card: RateCard, month: date, daily: dict[str, dict[date, _Day]]) -> PricedMonth:
+def price_totals(card: RateCard, month: date, daily: DailyTotals) -> PricedMonth:
+    """``price_month`` from the charges' totals per code and day (``daily_totals``)."""
+    month = month.replace(day=1)
+    last = last_day_of_month(month)
+    for code, days in daily.items():
+        for day in days:
+            if not month <= day <= last:
+                raise ValueError(f"charge {code} of {day} is not in {month:%Y-%m}")
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        return _price(card, month, daily)
+
+
+def _price(card: RateCard, month: date, daily: DailyTotals) -> PricedMonth:
     closing = card.closing_version(month)
     unpriced: dict[str, int] = defaultdict(int)
     runs: dict[tuple[object, ...], _Run] = {}
@@ -122,7 +142,7 @@ def _add_to_run(
     spec: ChargeSpec,
     version: Version,
     day: date,
-    totals: _Day,
+    totals: DayTotal,
 ) -> None:
     # One line per distinct rate (markup); equal rates with a different GL account or
     # description stay apart so revenue is never booked to the wrong account.
@@ -294,15 +314,15 @@ def _line_order(line: InvoiceLine) -> tuple[object, ...]:
     return (line.model == "minimum", line.charge_code, line.first_date or date.min, line.tier or 0)
 
 
-def _daily(rows: Iterable[ChargeRow], month: date) -> dict[str, dict[date, _Day]]:
+def _daily(rows: Iterable[ChargeRow], month: date) -> DailyTotals:
     last = last_day_of_month(month)
-    daily: dict[str, dict[date, _Day]] = defaultdict(dict)
+    daily: DailyTotals = defaultdict(dict)
     for row in rows:
         if not month <= row.activity_date <= last:
             raise ValueError(
                 f"charge {row.charge_code} of {row.activity_date} is not in {month:%Y-%m}"
             )
-        day = daily[row.charge_code].setdefault(row.activity_date, _Day())
+        day = daily[row.charge_code].setdefault(row.activity_date, DayTotal())
         day.quantity += _exact(row.quantity, "quantity")
         # A cost_plus charge without a basis marks up nothing: it adds 0, not an error.
         if row.basis is not None:
@@ -321,9 +341,11 @@ def _exact(value: object, what: str) -> Decimal:
     raise TypeError(f"{what} must be a Decimal (money is never a float), got {value!r}")
 
 
-def _daily_from_frame(frame: pl.DataFrame, month: date) -> dict[str, dict[date, _Day]]:
-    # Sum per code and day inside polars: a client-month can hold millions of charge rows,
-    # and Decimal columns sum exactly there.
+def daily_totals(frame: pl.DataFrame, month: date) -> DailyTotals:
+    """Charges (activity_date, charge_code, quantity and optionally basis) summed per code
+    and day; every row must fall in ``month``."""
+    # Summed inside polars: a client-month can hold millions of charge rows, and Decimal
+    # columns sum exactly there.
     for column in ("quantity", "basis"):
         if column in frame.columns and frame.schema[column].is_float():
             raise TypeError(f"{column} must be a Decimal column (money is never a float)")
@@ -332,7 +354,7 @@ def _daily_from_frame(frame: pl.DataFrame, month: date) -> dict[str, dict[date, 
         aggregations.append(pl.col("basis").sum().alias("basis"))
     grouped = frame.group_by("charge_code", "activity_date").agg(aggregations)
     last = last_day_of_month(month)
-    daily: dict[str, dict[date, _Day]] = defaultdict(dict)
+    daily: DailyTotals = defaultdict(dict)
     for values in grouped.iter_rows():
         code, day, quantity, count = values[:4]
         basis = values[4] if len(values) > 4 else None
@@ -340,7 +362,7 @@ def _daily_from_frame(frame: pl.DataFrame, month: date) -> dict[str, dict[date, 
             day = date.fromisoformat(day)
         if not month <= day <= last:
             raise ValueError(f"charge {code} of {day} is not in {month:%Y-%m}")
-        daily[code][day] = _Day(
+        daily[code][day] = DayTotal(
             quantity=_exact(quantity, "quantity"),
             basis=_ZERO if basis is None else _exact(basis, "basis"),
             rows=count,

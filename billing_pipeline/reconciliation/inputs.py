@@ -12,10 +12,10 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from billing_pipeline.charging import read_charges_state
+from billing_pipeline.charging import charges_written, read_charges, read_charges_state
 from billing_pipeline.ingest.activity import ACTIVITY_SCHEMA, read_activity
 from billing_pipeline.months import first_day, month_days
-from billing_pipeline.rules import CHARGES_SCHEMA, ERRORS_SCHEMA
+from billing_pipeline.rules import ERRORS_SCHEMA
 from billing_pipeline.storage import Store, child_dirs, read_parquet
 
 
@@ -74,7 +74,6 @@ def load_client_month(
 ) -> ClientMonth:
     """``days`` and ``previous_days``: the client's activity days of the month and of the
     month before (``activity_days``); every day of each month when not given."""
-    charges_file = store.charges_file(month, client_id)
     return ClientMonth(
         client_id=client_id,
         events=_events(store, client_id, month_days(month) if days is None else days),
@@ -83,9 +82,9 @@ def load_client_month(
             client_id,
             month_days(previous_month(month)) if previous_days is None else previous_days,
         ),
-        charges=read_parquet(charges_file, CHARGES_SCHEMA),
+        charges=read_charges(store, month, client_id),
         errors=read_parquet(store.rule_errors_file(month, client_id), ERRORS_SCHEMA),
-        charges_materialized=charges_file.exists(),
+        charges_materialized=charges_written(store, month, client_id),
         state=read_charges_state(store, month, client_id),
         has_invoice=(store.invoice_dir(month, client_id) / "invoice_lines.csv").exists(),
     )

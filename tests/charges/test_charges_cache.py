@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from billing_pipeline.charges_cache import ChargesCache
-from billing_pipeline.charging import ChargesOutcome, compute_charges
+from billing_pipeline.charging import (
+    ChargesOutcome,
+    charges_written,
+    compute_charges,
+    read_charges,
+    read_charges_state,
+    write_charges,
+)
 from billing_pipeline.generate import GenerateOptions, generate
 from billing_pipeline.ingest.activity import build_activity_range
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
@@ -241,3 +248,119 @@ def test_a_late_file_recomputes_its_day_only(world: dict) -> None:
     again = run_all(world)[client]
     assert again.days_computed == 1
     assert_same(again, run_all(world, cache=False)[client])
+
+
+# --- the charges dataset as one part per activity day (charging.write_charges) ---------
+
+
+def write_all(world: dict) -> dict[str, ChargesOutcome]:
+    outcomes = run_all(world)
+    for outcome in outcomes.values():
+        write_charges(world["store"], outcome)
+    return outcomes
+
+
+def part_stats(world: dict, client: str) -> dict[str, tuple[int, int]]:
+    folder = world["store"].charges_dir(MONTH, client)
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+def test_a_night_writes_only_its_new_day_and_reads_no_other(world: dict) -> None:
+    for day in DAYS[:-1]:
+        land_day(world, day)
+    write_all(world)
+    store = world["store"]
+    clients = sorted(cards(world))
+    before = {c: part_stats(world, c) for c in clients}
+    for client in clients:
+        assert sorted(before[client]) == [
+            f"part-{d.isoformat()}.parquet" for d in days_with_activity(world, client)
+        ]
+    # the cached days' lines are not read at all: without their cache files the night works
+    for lost in (store.root / "_cache" / "charges").rglob("*.charges.parquet"):
+        lost.unlink()
+    land_day(world, DAYS[-1])
+    outcomes = write_all(world)
+    cold = run_all(world, cache=False)
+    for client in clients:
+        after = part_stats(world, client)
+        new = f"part-{DAYS[-1].isoformat()}.parquet"
+        assert set(after) == set(before[client]) | {new}
+        # the other days' files are the very same files: not rewritten (inode and mtime)
+        assert {k: v for k, v in after.items() if k != new} == before[client]
+        assert outcomes[client].days_computed == 1
+        stored = read_charges(store, MONTH, client)
+        assert stored.equals(cold[client].charges), client
+        assert outcomes[client].charges.equals(cold[client].charges), client
+        state = read_charges_state(store, MONTH, client)
+        assert state is not None and state["charges"] == cold[client].charges.height
+
+
+def test_the_one_file_layout_and_lost_parts_are_replaced(world: dict) -> None:
+    for day in DAYS:
+        land_day(world, day)
+    store = world["store"]
+    client = sorted(cards(world))[0]
+    cold = run_all(world, cache=False)[client]
+    # what the earlier layout left: the whole month in part-0.parquet, a state without parts
+    folder = store.charges_dir(MONTH, client)
+    write_parquet(cold.charges, folder / "part-0.parquet")
+    write_all(world)
+    assert "part-0.parquet" not in part_stats(world, client)
+    assert read_charges(store, MONTH, client).equals(cold.charges)
+    # a day's part deleted by hand is written again, from the cache, by the next run
+    lost = store.charges_part(MONTH, client, DAYS[3])
+    lost.unlink()
+    outcome = write_all(world)[client]
+    assert lost.exists() and outcome.days_computed == 0
+    assert read_charges(store, MONTH, client).equals(cold.charges)
+
+
+def test_a_month_without_charges_has_no_part_files(world: dict) -> None:
+    silent = world["lua"] / "rules" / "silent.lua"
+    silent.write_text(
+        'local rules = require("rules.default")\n'
+        "local silent = {}\n"
+        "for name in pairs(rules) do silent[name] = function(e, charge, ctx) end end\n"
+        "return silent\n"
+    )
+    client = sorted(cards(world))[0]
+    path = world["ratecards"] / f"{client}.yaml"
+    card = yaml.safe_load(path.read_text())
+    card["rules"] = "silent.lua"
+    path.write_text(yaml.safe_dump(card))
+    for day in DAYS[:3]:
+        land_day(world, day)
+    store = world["store"]
+    first = write_all(world)[client]
+    assert first.events > 0 and first.charge_count == 0 and first.errors.is_empty()
+    again = write_all(world)[client]
+    assert again.days_cached == len(days_with_activity(world, client))
+    assert list(store.charges_dir(MONTH, client).glob("*")) == []
+    assert charges_written(store, MONTH, client)
+    assert read_charges(store, MONTH, client).is_empty()
+
+
+def test_unpriced_charges_are_counted_from_the_days_totals(world: dict) -> None:
+    for day in DAYS[:4]:
+        land_day(world, day)
+    client = sorted(cards(world))[0]
+    path = world["ratecards"] / f"{client}.yaml"
+    card = yaml.safe_load(path.read_text())
+    for version in card["versions"]:
+        version["charges"].pop("PICK_ORDER")
+        for minimum in version.get("minimums", []):
+            minimum["covers"] = [c for c in minimum["covers"] if c != "PICK_ORDER"]
+    path.write_text(yaml.safe_dump(card))
+    write_all(world)
+    land_day(world, DAYS[4])
+    outcome = write_all(world)[client]
+    assert outcome.days_cached == len(days_with_activity(world, client)) - 1
+    cold = run_all(world, cache=False)[client]
+    # counted independently: the PICK_ORDER lines of the month's charges
+    picks = cold.charges.filter(pl.col("charge_code") == "PICK_ORDER").height
+    assert picks > 0
+    assert outcome.unpriced == {"PICK_ORDER": picks}
+    assert outcome.charges_by_code() == dict(
+        cold.charges["charge_code"].value_counts().sort("charge_code").iter_rows()
+    )

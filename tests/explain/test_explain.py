@@ -6,9 +6,9 @@ testco's invoice lines: 1 ACCOUNT_MGMT, 2 PACK_CARTON, 3 PICK_ADD_UNIT tier 1,
 
 from __future__ import annotations
 
-import polars as pl
 import pytest
 
+from billing_pipeline.charging import read_charges
 from billing_pipeline.explain import main_explain
 from tests.reconciliation.builders import World
 
@@ -25,7 +25,7 @@ def test_per_unit_line(env: World, capsys: pytest.CaptureFixture[str]) -> None:
     assert "PICK_ORDER: Order pick" in out
     assert "4 units × 0.50 = 2.00" in out  # picks O1, O2, O3, O5
     assert "version effective_from 2026-01-01" in out
-    sha = pl.read_parquet(env.store.charges_file("2026-03", "testco"))["rules_sha256"][0]
+    sha = read_charges(env.store, "2026-03", "testco")["rules_sha256"][0]
     assert f"Rules: default.lua  sha256 {sha}" in out
     assert "Events: 4 (order.picked 4), 2026-03-02 .. 2026-03-07" in out
     for event_id, day in (("E-P1", "03-02"), ("E-P2", "03-03"), ("E-P3", "03-04")):

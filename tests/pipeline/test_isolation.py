@@ -168,6 +168,6 @@ def test_client_months_in_several_engine_groups_bill_as_one_by_one(
     for client in _clients(billing_env):
         _assert_billed(billing_env, report, client)
         alone = charging.compute_charges(store, RuleEngine(paths.lua), cards[client], MONTH)
-        written = pl.read_parquet(store.charges_file(MONTH, client))
+        written = charging.read_charges(store, MONTH, client)
         assert written.equals(alone.charges), client
         assert alone.charges.height > 0

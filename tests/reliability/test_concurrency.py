@@ -45,7 +45,7 @@ def test_a_run_waits_for_a_client_month_held_by_another(
     reference: Reference, fresh_tree: Tree
 ) -> None:
     store = Store(fresh_tree.data)
-    charges = store.charges_file("2026-10", "acme-outdoor")
+    charges = store.charges_dir("2026-10", "acme-outdoor")
     seen: list[str] = []
     with locks.client_month(store, "2026-10", "acme-outdoor"):
         child = start_run(fresh_tree)

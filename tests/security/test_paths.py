@@ -36,7 +36,8 @@ def test_the_store_names_no_directory_after_a_hostile_client_id(
 ) -> None:
     store = Store(tmp_path)
     for path_of in (
-        lambda: store.charges_file("2026-03", client),
+        lambda: store.charges_dir("2026-03", client),
+        lambda: store.charges_part("2026-03", client, date(2026, 3, 1)),
         lambda: store.rule_errors_file("2026-03", client),
         lambda: store.invoice_dir("2026-03", client),
         lambda: store.activity_file(date(2026, 3, 1), client),

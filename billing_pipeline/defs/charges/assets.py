@@ -185,7 +185,7 @@ def _finish_group(
             "charges.computed",
             **fields,
             events=outcome.events,
-            charges=outcome.charges.height,
+            charges=outcome.charge_count,
             rule_errors=outcome.errors.height,
             unpriced=",".join(sorted(outcome.unpriced)) or None,
             days_cached=outcome.days_cached,
@@ -243,7 +243,7 @@ def _metadata(outcomes: list[ChargesOutcome]) -> dict:
     metadata: dict = {
         "client_months": len(outcomes),
         "events": sum(o.events for o in outcomes),
-        "charges": sum(o.charges.height for o in outcomes),
+        "charges": sum(o.charge_count for o in outcomes),
         "rule_errors": sum(o.errors.height for o in outcomes),
         "days_from_cache": sum(o.days_cached for o in outcomes),
         "days_computed": sum(o.days_computed for o in outcomes),
