@@ -32,8 +32,11 @@ through an audit hook, multiprocessing's spawns through ``multiprocessing.util``
 ``--month-events`` events a day are generated; night 1 lands day 1 and runs it, days 2 to
 N-1 are landed and run as one catch-up, then night N lands day N and runs it, and night N
 runs once more with the charges cache removed (what every night cost before the cache).
-Charges seconds of night 1 and night N are the figure: about equal means the work is
-proportional to the days that changed.
+Days differ in volume (weekends are light: day 1, a Sunday, has under a third of a
+weekday's events), so night N is also compared with **day N alone**: a fresh warehouse and
+Dagster home where only day N is landed and run, the same new work without the month
+behind it. Night N about equal to day N alone means the work is proportional to the days
+that changed; the table gives CPU seconds per stage of each.
 
 Prints markdown tables (paste them into docs/performance.md) and, with ``--json FILE``,
 every figure of every run.
@@ -332,6 +335,18 @@ def work_month(data: Path, work: Path, days: int) -> dict:
     return {"night_1": night_1, "night_n": night_n, "night_n_uncached": uncached}
 
 
+def work_alone(data: Path, work: Path, days: int) -> dict:
+    """Day ``days`` of the month landed and run in a fresh warehouse and Dagster home."""
+    from dagster import DagsterInstance
+
+    landing = work / "landing"
+    landing.mkdir(parents=True)
+    point_env(data, landing, work)
+    last = MONTH_START + timedelta(days=days - 1)
+    land(data / "landing", landing, last)
+    return run_night(DagsterInstance.get(), last, last)
+
+
 def worker(kind: str, data: Path, work: Path, days: int) -> None:
     import warnings
 
@@ -340,6 +355,8 @@ def worker(kind: str, data: Path, work: Path, days: int) -> None:
         result = work_floor(data)
     elif kind == "nightly":
         result = work_nightly(data, work)
+    elif kind == "alone":
+        result = work_alone(data, work, days)
     else:
         result = work_month(data, work, days)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -449,8 +466,10 @@ def month_rows(month: dict) -> list[list[str]]:
         ("1", "night_1"),
         (f"{month['days']}", "night_n"),
         (f"{month['days']} without cache", "night_n_uncached"),
+        (f"day {month['days']} alone", "night_n_alone"),
     ):
         night = month[key]
+        cpu = night["stage_cpu"]
         rows.append(
             [
                 label,
@@ -458,11 +477,15 @@ def month_rows(month: dict) -> list[list[str]]:
                 f"{int(night['days_computed'])}",
                 f"{int(night['days_from_cache'])}",
                 f"{night['steps'].get('charges', 0.0):.2f}",
-                f"{night['charges_cpu']:.2f}",
+                *(f"{cpu.get(stage, 0.0):.2f}" for stage in MONTH_STAGES),
+                f"{night['cpu']:.2f}",
                 f"{night['wall']:.2f}",
             ]
         )
     return rows
+
+
+MONTH_STAGES = ("ingest", "charges", "invoices", "reconciliation")
 
 
 MONTH_HEADER = [
@@ -471,7 +494,11 @@ MONTH_HEADER = [
     "days computed",
     "days cached",
     "charges s",
+    "ingest CPU s",
     "charges CPU s",
+    "invoices CPU s",
+    "reconciliation CPU s",
+    "CPU s",
     "wall s",
 ]
 
@@ -499,7 +526,9 @@ def main() -> None:
         help="keep the last nightly run's work directory (outputs, Dagster home) under "
         "KEEP/nightly-<E>e-<C>c, to compare outputs between versions of the code",
     )
-    parser.add_argument("--worker", choices=["floor", "nightly", "month"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=["floor", "nightly", "month", "alone"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -550,6 +579,7 @@ def main() -> None:
             args.out, args.month_events, args.month_clients, args.month_days, MONTH_START
         )
         month = measure("month", data, args.out, days=args.month_days)
+        month["night_n_alone"] = measure("alone", data, args.out, days=args.month_days)
         month["days"] = args.month_days
         month["events_per_day"] = args.month_events
         month["clients"] = args.month_clients
@@ -566,7 +596,7 @@ def main() -> None:
         month = results["month"]
         print(
             f"\nmonth to date: {month['days']} days of {month['events_per_day']:,} events,"
-            f" {month['clients']} clients; charges seconds of the first and last night\n"
+            f" {month['clients']} clients; the first and last night, and the last day alone\n"
         )
         print(markdown(MONTH_HEADER, month_rows(month)))
     if args.json:

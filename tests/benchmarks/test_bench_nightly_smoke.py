@@ -34,7 +34,8 @@ def test_the_nightly_benchmark_runs_and_prints_consistent_figures(tmp_path: Path
     assert {"wall/floor", "peak RSS MB", "runs", "processes", "outside compute s"} <= set(header)
     assert set(table[1].replace("|", "").split()) == {"---"}
     assert table[2].split("|")[1:3] == [" 3,000 ", " 3 "]  # one row: the smoke size
-    assert len(table) == 3 + 2 + 3  # nightly: header, rule, 1 row; month: header, rule, 3 nights
+    # nightly: header, rule, 1 row; month: header, rule, 3 nights and the last day alone
+    assert len(table) == 3 + 2 + 4
 
     results = json.loads(figures.read_text())
     row = results["nightly"][0]["row"]
@@ -60,3 +61,8 @@ def test_the_nightly_benchmark_runs_and_prints_consistent_figures(tmp_path: Path
     assert uncached["days_computed"] == 6 and uncached["days_from_cache"] == 0
     assert last["events"] == uncached["events"] > first["events"] > 0
     assert last["charges"] == uncached["charges"]
+    # day 2 alone, in a fresh warehouse: its own events, computed, nothing cached
+    alone = month["night_n_alone"]
+    assert alone["days_computed"] == 3 and alone["days_from_cache"] == 0
+    assert 0 < alone["events"] < last["events"]
+    assert set(alone["stage_cpu"]) == {"ingest", "charges", "invoices", "reconciliation"}
