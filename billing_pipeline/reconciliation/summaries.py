@@ -19,6 +19,8 @@ they are not a grouping key).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 
 from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, QUARANTINE_SCHEMA
@@ -37,22 +39,35 @@ RULE_ERRORS_HEADER = (
     "message",
 )
 EXAMPLES = 5
+_DAY = timedelta(days=1)
 
 
 def quarantine_of_month(store: Store, month: str) -> pl.DataFrame:
-    """Quarantined lines that belong to ``month`` (see the module docstring)."""
-    folder = store.root / "quarantine"
-    files = sorted(folder.glob(f"*/{PART}")) if folder.is_dir() else []
+    """Quarantined lines that belong to ``month`` (see the module docstring).
+
+    Only the quarantine of landing files whose UTC event dates come within a day of the
+    month is read: every date a line can be billed by (its local activity date, its UTC
+    date, the file's earliest UTC date) is within a day of one of its file's UTC dates, so
+    the other files hold none of the month's lines, and reading them all made each night's
+    reconciliation grow with every file ever landed.
+    """
+    days = month_days(month)
+    manifest = read_parquet(store.manifest_file(), MANIFEST_SCHEMA)
+    near = manifest.filter(
+        (pl.col("quarantined") > 0)
+        & pl.col("utc_dates")
+        .list.eval(pl.element().is_between(days[0] - _DAY, days[-1] + _DAY))
+        .list.any()
+    )
+    files = [store.quarantine_file(fid) for fid in near["file_id"].sort()]
+    files = [f for f in files if f.exists()]
     if not files:
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
     rows = pl.concat(
         [read_parquet(f).select(list(QUARANTINE_SCHEMA)) for f in files],
         how="vertical_relaxed",
     )
-    manifest = read_parquet(store.manifest_file(), MANIFEST_SCHEMA).select(
-        "source_file", pl.col("utc_dates").list.min().alias("file_date")
-    )
-    days = month_days(month)
+    manifest = manifest.select("source_file", pl.col("utc_dates").list.min().alias("file_date"))
     dated = rows.join(manifest, on="source_file", how="left").with_columns(
         pl.coalesce(
             pl.col("activity_date"), pl.col("occurred_at").dt.date(), pl.col("file_date")

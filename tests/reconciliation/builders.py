@@ -34,7 +34,7 @@ from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, QUARANTINE_SCHEMA
 from billing_pipeline.invoicing import issue_invoice
 from billing_pipeline.ratecards import load_ratecards
 from billing_pipeline.rules import RuleEngine
-from billing_pipeline.storage import Store, write_parquet
+from billing_pipeline.storage import Store, file_id, write_parquet
 
 REPO_LUA = Path(__file__).resolve().parents[2] / "lua"
 MONTH = "2026-03"
@@ -285,13 +285,39 @@ def write_quarantine(world: World) -> None:
     )
     for source in ("a.ndjson", "b.ndjson"):
         part = frame.filter(pl.col("source_file") == source)
-        write_parquet(part, world.store.quarantine_file(source.replace(".", "_")))
+        write_parquet(part, world.store.quarantine_file(file_id(source)))
+    # c.ndjson's events are all of January: its quarantine is never read for March or April
+    # (not even parsed: it is not a Parquet file)
+    unreadable = world.store.quarantine_file(file_id("c.ndjson"))
+    unreadable.parent.mkdir(parents=True, exist_ok=True)
+    unreadable.write_bytes(b"not parquet")
     manifest = pl.DataFrame(
         [
-            {"source_file": "a.ndjson", "utc_dates": [D(2026, 3, 5), D(2026, 4, 1)]},
-            {"source_file": "b.ndjson", "utc_dates": [D(2026, 3, 10), D(2026, 3, 11)]},
+            {
+                "source_file": "a.ndjson",
+                "file_id": file_id("a.ndjson"),
+                "quarantined": 3,
+                "utc_dates": [D(2026, 3, 5), D(2026, 4, 1)],
+            },
+            {
+                "source_file": "b.ndjson",
+                "file_id": file_id("b.ndjson"),
+                "quarantined": 1,
+                "utc_dates": [D(2026, 3, 10), D(2026, 3, 11)],
+            },
+            {
+                "source_file": "c.ndjson",
+                "file_id": file_id("c.ndjson"),
+                "quarantined": 1,
+                "utc_dates": [D(2026, 1, 5)],
+            },
         ],
-        schema={"source_file": pl.Utf8, "utc_dates": pl.List(pl.Date)},
+        schema={
+            "source_file": pl.Utf8,
+            "file_id": pl.Utf8,
+            "quarantined": MANIFEST_SCHEMA["quarantined"],
+            "utc_dates": pl.List(pl.Date),
+        },
     )
     full = manifest.with_columns(
         *(pl.lit(None, dtype).alias(name) for name, dtype in MANIFEST_SCHEMA.items()
