@@ -28,10 +28,10 @@ the stored content hash is reused (the store replaces files by rename, so a rewr
 gets a new inode and mtime); when they changed, the file is hashed, and a rewrite with the
 same bytes (the activity asset rebuilds the days around the ones that got files) still hits.
 
-The entry also holds the day's charges summed per code as pricing sums them (``totals``), and
+The entry also holds the day's charges summed per code (``codes``: charge_summaries.py), and
 the charges dataset keeps one part file per day (``charging.write_charges``) named in the
 month's state file with its key. So a night reads no cached day's lines at all: the month
-is priced and counted from the entries, and only the new day's part is written.
+is priced, counted and invoiced from the entries, and only the new day's part is written.
 """
 
 from __future__ import annotations
@@ -43,14 +43,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 
 import billing_pipeline.rules as rules_package
 from billing_pipeline.config import DataPath
-from billing_pipeline.pricing import DayTotal
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import ERRORS_SCHEMA, Budgets
 from billing_pipeline.storage import Store, atomic_path, is_remote, read_parquet, write_parquet
@@ -106,24 +104,13 @@ class DayEntry:
     events_sha256: str  # charging.events_fingerprint of the day's events
     events_by_type: dict[str, int] = field(default_factory=dict)
     rule_errors: int = 0  # rows in KEY.errors.parquet; no file when 0 (the common case)
-    # charge code -> [quantity, basis, rows]: the day's charges summed as pricing sums them
-    # (decimals as text), so a month is priced, and its charges counted, without its lines
-    totals: dict[str, list[str | int]] = field(default_factory=dict)
+    # charge code -> the day's charges of that code summed (charge_summaries.CodeDay as
+    # JSON), so a month is priced, counted and invoiced without its lines
+    codes: dict[str, dict] = field(default_factory=dict)
 
     @property
     def charges(self) -> int:
-        return sum(int(t[2]) for t in self.totals.values())
-
-    def day_totals(self) -> dict[str, DayTotal]:
-        return {
-            code: DayTotal(Decimal(q), Decimal(b), int(n))
-            for code, (q, b, n) in self.totals.items()
-        }
-
-
-def totals_entry(totals: dict[str, DayTotal]) -> dict[str, list[str | int]]:
-    """``DayEntry.totals`` from one day's ``DayTotal`` per code."""
-    return {code: [str(t.quantity), str(t.basis), t.rows] for code, t in sorted(totals.items())}
+        return sum(int(c["rows"]) for c in self.codes.values())
 
 
 @dataclass

@@ -17,6 +17,12 @@ from datetime import date
 
 import polars as pl
 
+from billing_pipeline.charge_summaries import (
+    codes_from_json,
+    codes_to_json,
+    summarize,
+    totals_of,
+)
 from billing_pipeline.charges_cache import (
     ChargesCache,
     DayEntry,
@@ -24,11 +30,10 @@ from billing_pipeline.charges_cache import (
     day_key,
     file_stat,
     read_hashed,
-    totals_entry,
 )
 from billing_pipeline.ingest.activity import read_activity
 from billing_pipeline.months import first_day, month_days
-from billing_pipeline.pricing import DailyTotals, daily_totals, price_totals
+from billing_pipeline.pricing import price_totals
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import (
     CHARGES_SCHEMA,
@@ -82,8 +87,8 @@ class ChargesOutcome:
     def charges_by_code(self) -> dict[str, int]:
         by_code: dict[str, int] = {}
         for r in self.days:
-            for code, total in r.entry.totals.items():
-                by_code[code] = by_code.get(code, 0) + int(total[2])
+            for code, summary in r.entry.codes.items():
+                by_code[code] = by_code.get(code, 0) + int(summary["rows"])
         return dict(sorted(by_code.items()))
 
     @functools.cached_property
@@ -112,10 +117,15 @@ class ChargesOutcome:
             "charges": self.charge_count,
             "rule_errors": self.errors.height,
             "unpriced": self.unpriced,
-            # activity date -> the day key of what the dataset's part for that day holds,
-            # and its rows (a day without charges has no part file)
-            "parts": {
-                r.day.isoformat(): {"key": r.entry.key, "charges": r.entry.charges}
+            # activity date -> the day key of what the dataset's part for that day holds, its
+            # rows (a day without charges has no part file) and its charges summed per code
+            # (charge_summaries.py: what the invoice is made from)
+            "days": {
+                r.day.isoformat(): {
+                    "key": r.entry.key,
+                    "charges": r.entry.charges,
+                    "codes": r.entry.codes,
+                }
                 for r in self.days
             },
         }
@@ -215,7 +225,7 @@ def plan_charges(
     """Reads the client-month's activity days, taking from ``cache`` those it holds.
 
     A cached day is read only when its part of the charges dataset must be written again;
-    otherwise its entry (counts, totals per code) is all the month needs of it.
+    otherwise its entry (counts, charges summed per code) is all the month needs of it.
     ``fingerprints`` (rules file -> fingerprint) lets a run over many client-months read each
     rules file once.
     """
@@ -286,7 +296,7 @@ def _stored_parts(store: Store, month: str, client_id: str) -> set[str]:
     files = set(child_files(store.charges_dir(month, client_id)))
     return {
         f"{day} {part['key']}"
-        for day, part in state.get("parts", {}).items()
+        for day, part in state.get("days", {}).items()
         if part["charges"] == 0 or f"part-{day}.parquet" in files
     }
 
@@ -317,7 +327,7 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
     if plan.pending:
         charges_by_day = _by_day(charges)
         errors_by_day = _by_day(errors)
-        totals = daily_totals(charges, first_day(plan.month))
+        summaries = summarize(charges, first_day(plan.month))
         for p in plan.pending:
             entry = DayEntry(
                 key=p.key,
@@ -326,9 +336,7 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
                 events=p.events.height,
                 events_sha256=events_fingerprint(p.events),
                 events_by_type=_by_type(p.events),
-                totals=totals_entry(
-                    {code: days[p.day] for code, days in totals.items() if p.day in days}
-                ),
+                codes=codes_to_json(summaries.get(p.day, {})),
             )
             day_result = DayResult(
                 p.day,
@@ -346,13 +354,10 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
         errors = _concat([r.errors for r in results], ERRORS_SCHEMA)
     elif errors is None:
         errors = pl.DataFrame(schema=ERRORS_SCHEMA)
-    # Priced from each day's totals per code, as the invoice prices the lines: the month's
-    # lines need not be read again to find what is unpriced.
-    daily: DailyTotals = {}
-    for r in results:
-        for code, total in r.entry.day_totals().items():
-            daily.setdefault(code, {})[r.day] = total
-    priced = price_totals(card, first_day(plan.month), daily)
+    # Priced from each day's charges summed per code, as the invoice is: the month's lines
+    # need not be read again to find what is unpriced.
+    summed = {r.day: codes_from_json(r.entry.codes) for r in results}
+    priced = price_totals(card, first_day(plan.month), totals_of(summed))
     by_type: dict[str, int] = {}
     for r in results:
         for event_type, n in r.entry.events_by_type.items():

@@ -231,7 +231,7 @@ def pending_adjustments(store: Store, card: RateCard, month: str) -> PendingAdju
             continue
         charges = read_charges(store, earlier, client_id)
         priced = price_month(card, first_day(earlier), charges)
-        has = invoicing.has_invoice(charges, priced)
+        has = invoicing.has_invoice(charges.height, priced)
         current = _amounts(priced.lines) if has else {}
         billed = _billed(store, client_id, earlier, closed)
         number = invoice_id(client_id, earlier)

@@ -13,20 +13,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 
-import polars as pl
-
 from billing_pipeline import closing
+from billing_pipeline.charge_summaries import (
+    DaySummaries,
+    activity_summaries,
+    charge_rows,
+    codes_from_json,
+    summarize,
+    totals_of,
+)
 from billing_pipeline.charging import read_charges, read_charges_state
-from billing_pipeline.invoices import ActivitySummary, render_invoice_files
+from billing_pipeline.invoices import render_invoice_files
 from billing_pipeline.months import first_day
-from billing_pipeline.pricing import PricedMonth, price_month
+from billing_pipeline.pricing import PricedMonth, price_totals
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.storage import Store, remove_tree, write_files
 
 INVOICE_FILES = ("invoice_lines.csv", "invoice.json", "invoice.html")
-EXAMPLES = 5
 
 
 @dataclass
@@ -55,55 +61,23 @@ def invoice_status(store: Store, month: str, client_id: str) -> str | None:
     return json.loads(path.read_text())["status"]
 
 
-def activity_summaries(priced: PricedMonth, charges: pl.DataFrame) -> dict[int, ActivitySummary]:
-    """The events behind each line: its code's charges on the line's days.
-
-    One join of the charges with every line's (code, day) pairs, then one pass per figure:
-    a filter per line cost a dozen Polars calls per line, the bulk of an invoice at
-    hundreds of clients. An event is counted once per line however many charges it made.
-    """
-    dated = [line for line in priced.lines if line.days]
-    if not dated:
-        return {}
-    keys = pl.DataFrame(
-        [
-            (line.line_no, line.charge_code, day)
-            for line in dated
-            for day in dict.fromkeys(line.days)
-        ],
-        schema={"line_no": pl.Int64, "charge_code": pl.String, "activity_date": pl.Date},
-        orient="row",
-    )
-    events = (
-        charges.select("charge_code", "activity_date", "event_id", "event_type")
-        .join(keys, on=["charge_code", "activity_date"], how="inner")
-        .unique(["line_no", "event_id"])
-    )
-    per_line = events.group_by("line_no").agg(
-        pl.len().alias("events"),
-        pl.col("event_id").sort().head(EXAMPLES).alias("examples"),
-    )
-    counts = {n: (events_, examples) for n, events_, examples in per_line.iter_rows()}
-    types: dict[int, dict[str, int]] = {}
-    by_type = events.group_by("line_no", "event_type").len().sort("line_no", "event_type")
-    for line_no, event_type, n in by_type.iter_rows():
-        types.setdefault(line_no, {})[event_type] = n
-    summaries = {}
-    for line in dated:
-        total, examples = counts.get(line.line_no, (0, []))
-        summaries[line.line_no] = ActivitySummary(
-            events=total,
-            event_types=types.get(line.line_no, {}),
-            first_date=min(line.days),
-            last_date=max(line.days),
-            example_event_ids=examples,
-        )
-    return summaries
-
-
-def has_invoice(charges: pl.DataFrame, priced: PricedMonth) -> bool:
+def has_invoice(rows: int, priced: PricedMonth) -> bool:
     """SPEC §7: a client-month gets an invoice when it has charges or a flat fee."""
-    return not charges.is_empty() or any(line.model == "flat" for line in priced.lines)
+    return rows > 0 or any(line.model == "flat" for line in priced.lines)
+
+
+def month_summaries(store: Store, month: str, client_id: str, state: dict) -> DaySummaries:
+    """The client-month's charges summed per day and code: from its state file; from the
+    stored lines when the state was written before it carried them (an older version)."""
+    days = state.get("days")
+    if days is None:
+        charges = read_charges(store, month, client_id, INVOICE_COLUMNS)
+        return summarize(charges, first_day(month))
+    return {
+        date.fromisoformat(day): codes_from_json(part["codes"])
+        for day, part in days.items()
+        if part["codes"]
+    }
 
 
 def issue_invoice(
@@ -128,13 +102,13 @@ def issue_invoice(
         outcome.status = "blocked"
         outcome.reason = _blocked_reason(state)
         return outcome
-    charges = read_charges(store, month, client_id, INVOICE_COLUMNS)
-    priced = price_month(card, first_day(month), charges)
+    summaries = month_summaries(store, month, client_id, state)
+    priced = price_totals(card, first_day(month), totals_of(summaries))
     pending = closing.pending_adjustments(store, card, month)
     outcome.adjustments_checked = pending.checked
     if pending.waiting:
         outcome.reason = "adjustments waiting: " + "; ".join(pending.waiting)
-    if not has_invoice(charges, priced) and not pending.adjustments:
+    if not has_invoice(charge_rows(summaries), priced) and not pending.adjustments:
         _remove_invoice(store, month, client_id)
         outcome.reason = "; ".join(
             r for r in ("no charges and no flat fee this month", outcome.reason) if r
@@ -158,7 +132,7 @@ def issue_invoice(
             "ratecard": card.sha256,
             "events": state["events_sha256"],
         },
-        activity=activity_summaries(priced, charges),
+        activity=activity_summaries(priced, summaries),
     )
     # invoice.json last: its status is what later runs go by (a final invoice is never
     # rewritten), so a run killed between the files leaves the old JSON and the next run

@@ -45,7 +45,7 @@ def billed_amounts(landing: Path, ratecards: Path, lua: Path) -> Billed:
                 if outcome.blocked:
                     continue
                 priced = price_month(card, first_day(month), outcome.charges)
-                if not has_invoice(outcome.charges, priced):
+                if not has_invoice(outcome.charges.height, priced):
                     continue
                 for line in priced.lines:
                     billed[month][(client_id, line.gl_account)] += line.amount

@@ -10,6 +10,7 @@ as before the cache existed.
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ import yaml
 from billing_pipeline.charges_cache import ChargesCache
 from billing_pipeline.charging import (
     ChargesOutcome,
+    charges_state_file,
     charges_written,
     compute_charges,
     read_charges,
@@ -30,6 +32,7 @@ from billing_pipeline.charging import (
 from billing_pipeline.generate import GenerateOptions, generate
 from billing_pipeline.ingest.activity import build_activity_range
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
+from billing_pipeline.invoicing import issue_invoice
 from billing_pipeline.ratecards import RateCard, load_ratecards
 from billing_pipeline.rules import RuleEngine
 from billing_pipeline.storage import Store, write_parquet
@@ -364,3 +367,31 @@ def test_unpriced_charges_are_counted_from_the_days_totals(world: dict) -> None:
     assert outcome.charges_by_code() == dict(
         cold.charges["charge_code"].value_counts().sort("charge_code").iter_rows()
     )
+
+
+def test_the_invoice_from_the_days_summaries_equals_the_invoice_from_the_lines(
+    world: dict,
+) -> None:
+    for day in DAYS[:5]:
+        land_day(world, day)
+    write_all(world)
+    land_day(world, DAYS[5])
+    write_all(world)  # a night: five days' summaries from the cache, one computed
+    store = world["store"]
+    issued = {}
+    for client, card in cards(world).items():
+        outcome = issue_invoice(store, card, MONTH)
+        folder = store.invoice_dir(MONTH, client)
+        issued[client] = (outcome.status, {p.name: p.read_bytes() for p in folder.glob("*")})
+    assert {status for status, _ in issued.values()} == {"issued", "blocked"}  # errs.lua
+    for client, card in cards(world).items():
+        # a state file of the earlier format (no per-day summaries): priced from the lines
+        state_file = charges_state_file(store, MONTH, client)
+        state = json.loads(state_file.read_text())
+        del state["days"]
+        state_file.write_text(json.dumps(state))
+        outcome = issue_invoice(store, card, MONTH)
+        folder = store.invoice_dir(MONTH, client)
+        assert (outcome.status, {p.name: p.read_bytes() for p in folder.glob("*")}) == issued[
+            client
+        ], client

@@ -1,5 +1,9 @@
-"""The activity behind each invoice line, computed in one pass over the charges, equals the
-line-by-line definition: the line's code's charges on the line's days, each event once."""
+"""The activity behind each invoice line, made from the charges summed per day and code
+(charge_summaries.py), equals the line-by-line definition: the line's code's charges on the
+line's days, each event once; and pricing from the summaries equals pricing the lines.
+
+An event has one activity date and one type (SPEC §4.1: one activity row per event), which
+is what lets a line's events be summed over its days; the random charges keep to that."""
 
 from __future__ import annotations
 
@@ -9,8 +13,15 @@ from decimal import Decimal
 
 import polars as pl
 
-from billing_pipeline.invoicing import EXAMPLES, activity_summaries
-from billing_pipeline.pricing import price_month
+from billing_pipeline.charge_summaries import (
+    EXAMPLES,
+    activity_summaries,
+    codes_from_json,
+    codes_to_json,
+    summarize,
+    totals_of,
+)
+from billing_pipeline.pricing import price_month, price_totals
 from billing_pipeline.ratecards import load_ratecard
 from billing_pipeline.rules import CHARGES_SCHEMA
 
@@ -79,10 +90,12 @@ def charges_frame(seed: int) -> pl.DataFrame:
     rng = random.Random(seed)
     rows = []
     for _ in range(400):
-        event_id = f"e{rng.randrange(250):04d}"  # many events make several charges
+        number = rng.randrange(250)
+        event_id = f"e{number:04d}"  # many events make several charges
         code = rng.choice(list(TYPES))
-        kind = TYPES[code] if rng.random() < 0.9 else "order.adjusted"
-        day = MARCH + timedelta(days=rng.randrange(31))
+        # each event's own day and type, whatever charge it makes
+        kind = ("order.picked", "ship", "order.adjusted")[number % 3]
+        day = MARCH + timedelta(days=number * 7 % 31)
         rows.append(
             {
                 "event_id": event_id,
@@ -110,6 +123,12 @@ def test_one_pass_equals_the_line_by_line_definition(tmp_path) -> None:
     for seed in range(5):
         charges = charges_frame(seed)
         priced = price_month(card, MARCH, charges)
+        # as the charges asset keeps them: JSON per day, read back
+        summaries = {
+            day: codes_from_json(codes_to_json(codes))
+            for day, codes in summarize(charges, MARCH).items()
+        }
+        assert price_totals(card, MARCH, totals_of(summaries)) == priced
         dated = [line for line in priced.lines if line.days]
         # the case that matters: a code on several lines (rates by period, tiers)
         assert len({line.charge_code for line in dated}) < len(dated)
@@ -121,7 +140,7 @@ def test_one_pass_equals_the_line_by_line_definition(tmp_path) -> None:
                 s.last_date,
                 list(s.example_event_ids),
             )
-            for n, s in activity_summaries(priced, charges).items()
+            for n, s in activity_summaries(priced, summaries).items()
         }
         assert got == reference(priced, charges)
 
@@ -131,4 +150,5 @@ def test_no_dated_lines_no_summaries(tmp_path) -> None:
     path.write_text(CARD)
     card = load_ratecard(path)
     empty = pl.DataFrame(schema=CHARGES_SCHEMA)
-    assert activity_summaries(price_month(card, MARCH, empty), empty) == {}
+    assert summarize(empty, MARCH) == {}
+    assert activity_summaries(price_month(card, MARCH, empty), {}) == {}
