@@ -51,7 +51,7 @@ import billing_pipeline.rules as rules_package
 from billing_pipeline.config import DataPath
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import ERRORS_SCHEMA, Budgets
-from billing_pipeline.storage import Store, atomic_path, is_remote, read_parquet, write_parquet
+from billing_pipeline.storage import Store, atomic_path, read_parquet, write_parquet
 
 CACHE_FORMAT = "charges-cache v3"
 
@@ -123,6 +123,7 @@ class DayResult:
     charges: pl.DataFrame | None
     errors: pl.DataFrame
     stored: bool = False  # the dataset's part for this day already holds these charges
+    part_stat: list[int | str] | None = None  # storage.file_stat of that part, when stored
 
 
 class ChargesCache:
@@ -188,16 +189,6 @@ class ChargesCache:
         target = self.day_dir(client_id, day) / "entry.json"
         with atomic_path(target, durable=False) as tmp:
             tmp.write_text(json.dumps(asdict(entry), sort_keys=True))
-
-
-def file_stat(path: DataPath) -> list[int | str]:
-    """What changes whenever the file is replaced: size, mtime and inode on disk; size, ETag
-    and last-modified time on an object store (which has no inodes)."""
-    if is_remote(path):
-        info = path.fs.info(path.path)
-        return [int(info["size"]), str(info.get("ETag", "")), str(info.get("LastModified", ""))]
-    info = path.stat()
-    return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
 def read_hashed(path: DataPath, columns: Sequence[str] | None = None) -> tuple[pl.DataFrame, str]:

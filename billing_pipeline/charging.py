@@ -28,7 +28,6 @@ from billing_pipeline.charges_cache import (
     DayEntry,
     DayResult,
     day_key,
-    file_stat,
     read_hashed,
 )
 from billing_pipeline.ingest.activity import read_activity
@@ -50,6 +49,8 @@ from billing_pipeline.storage import (
     check_client_id,
     check_month,
     child_files,
+    file_stat,
+    file_stats,
     read_parquet,
     remove_file,
     remove_tree,
@@ -124,6 +125,7 @@ class ChargesOutcome:
                 r.day.isoformat(): {
                     "key": r.entry.key,
                     "charges": r.entry.charges,
+                    "stat": r.part_stat,
                     "codes": r.entry.codes,
                 }
                 for r in self.days
@@ -211,7 +213,7 @@ class ChargesPlan:
     done: dict[date, DayResult]
     pending: list[_Pending]
     job: Job | None  # the batch for the engine, None when every day came from the cache
-    stored: set[str]  # day keys whose parts the charges dataset holds now
+    stored: dict[str, list[int | str] | None]  # _stored_parts
 
 
 def plan_charges(
@@ -254,6 +256,7 @@ def plan_charges(
         )
         if cache and entry and entry.key == key:
             in_dataset = _part_key(day, key) in stored
+            part_stat = stored.get(_part_key(day, key))
             try:
                 errors = cache.load_errors(client_id, day, entry)
                 charges = None if in_dataset else cache.load_charges(client_id, day, entry)
@@ -265,7 +268,9 @@ def plan_charges(
                     # around those that got files): remember the new file's stat
                     entry.activity_stat = stat
                     cache.save_entry(client_id, day, entry)
-                done[day] = DayResult(day, entry, True, charges, errors, stored=in_dataset)
+                done[day] = DayResult(
+                    day, entry, True, charges, errors, stored=in_dataset, part_stat=part_stat
+                )
                 continue
         if events is None:
             events, _ = read_hashed(path, EVENT_COLUMNS)
@@ -288,17 +293,23 @@ def _part_key(day: date, key: str) -> str:
     return f"{day.isoformat()} {key}"
 
 
-def _stored_parts(store: Store, month: str, client_id: str) -> set[str]:
-    """The days whose part the dataset holds as last written (``_part_key``): the state
-    file names each day's key, and a part counts only if its file is there (one listing);
-    a day without charges has no file."""
+def _stored_parts(store: Store, month: str, client_id: str) -> dict[str, list[int | str] | None]:
+    """The days whose part the dataset holds as last written (``_part_key`` -> the part's
+    ``file_stat``; None for a day without charges, which has no file).
+
+    The state file names each day's key and the stat of the part written for it; a part
+    counts only if its file has that stat now (one listing). A run killed after replacing a
+    part but before its state file leaves a part the state does not describe: its stat
+    differs, so it is written again even if the inputs go back to the state's key.
+    """
     state = read_charges_state(store, month, client_id) or {}
-    files = set(child_files(store.charges_dir(month, client_id)))
-    return {
-        f"{day} {part['key']}"
-        for day, part in state.get("days", {}).items()
-        if part["charges"] == 0 or f"part-{day}.parquet" in files
-    }
+    stats = file_stats(store.charges_dir(month, client_id))
+    stored: dict[str, list[int | str] | None] = {}
+    for day, part in state.get("days", {}).items():
+        stat = stats.get(f"part-{day}.parquet")
+        if (part["charges"] == 0 and stat is None) or (stat and stat == part.get("stat")):
+            stored[f"{day} {part['key']}"] = stat
+    return stored
 
 
 def _rules_fingerprint(engine: RuleEngine, rules_file: str, memo: dict[str, str] | None) -> str:
@@ -345,6 +356,7 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
                 charges_by_day.get(p.day, charges.clear()),
                 errors_by_day.get(p.day, errors.clear()),
                 stored=_part_key(p.day, p.key) in plan.stored,
+                part_stat=plan.stored.get(_part_key(p.day, p.key)),
             )
             if cache:
                 cache.save(client_id, p.day, entry, day_result.charges, day_result.errors)
@@ -362,7 +374,7 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
     for r in results:
         for event_type, n in r.entry.events_by_type.items():
             by_type[event_type] = by_type.get(event_type, 0) + n
-    outcome = ChargesOutcome(
+    return ChargesOutcome(
         month=plan.month,
         client_id=client_id,
         rules_file=card.rules,
@@ -380,7 +392,6 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
         days_cached=sum(r.cached for r in results),
         days_computed=sum(not r.cached for r in results),
     )
-    return outcome
 
 
 def _frames(job: Job, result: Evaluation | Exception | None) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -448,8 +459,8 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
     Only the days whose charges changed are written: a night rewrites its new day, not the
     month. Files the month should not have (a day gone, the old one-file layout's
     ``part-0.parquet``) are removed first, so a run killed midway may leave a day missing
-    (the state file, written last, still names the old keys, so the next run writes it
-    again) but never a line twice.
+    but never a line twice; the state file, written last, names each part's key and file
+    stat, so the next run writes again any part it does not describe (``_stored_parts``).
     """
     month, client_id = outcome.month, outcome.client_id
     folder = store.charges_dir(month, client_id)
@@ -461,7 +472,9 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
         if r.entry.charges and not r.stored:
             if r.charges is None:
                 raise ValueError(f"charges of {client_id} {r.day} are neither stored nor read")
-            write_parquet(r.charges, store.charges_part(month, client_id, r.day))
+            part = store.charges_part(month, client_id, r.day)
+            write_parquet(r.charges, part)
+            r.stored, r.part_stat = True, file_stat(part)
     errors_file = store.rule_errors_file(month, client_id)
     if outcome.errors.is_empty():
         remove_tree(errors_file.parent)

@@ -271,17 +271,47 @@ def child_dirs(folder: DataPath) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir())
 
 
-def child_files(folder: DataPath) -> list[str]:
-    """Sorted names of the files in ``folder`` (none when it is missing); one listing."""
+def file_stat(path: DataPath) -> list[int | str]:
+    """What changes whenever the file is replaced: size, mtime and inode on disk; size, ETag
+    and last-modified time on an object store (which has no inodes)."""
+    if is_remote(path):
+        info = path.fs.info(path.path)
+        return [int(info["size"]), str(info.get("ETag", "")), str(info.get("LastModified", ""))]
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns, info.st_ino]
+
+
+def file_stats(folder: DataPath) -> dict[str, list[int | str]]:
+    """``file_stat`` of every file in ``folder``, by name (none when it is missing); one
+    listing."""
     if is_remote(folder):
         try:
             entries = folder.fs.ls(folder.path, detail=True)
         except FileNotFoundError:
-            return []
-        return sorted(e["name"].rsplit("/", 1)[-1] for e in entries if e["type"] == "file")
+            return {}
+        return {
+            e["name"].rsplit("/", 1)[-1]: [
+                int(e["size"]),
+                str(e.get("ETag", "")),
+                str(e.get("LastModified", "")),
+            ]
+            for e in entries
+            if e["type"] == "file"
+        }
     if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_file())
+        return {}
+    out: dict[str, list[int | str]] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file():
+                info = entry.stat()
+                out[entry.name] = [info.st_size, info.st_mtime_ns, info.st_ino]
+    return out
+
+
+def child_files(folder: DataPath) -> list[str]:
+    """Sorted names of the files in ``folder`` (none when it is missing); one listing."""
+    return sorted(file_stats(folder))
 
 
 def remove_file(path: DataPath) -> None:

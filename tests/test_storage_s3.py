@@ -18,6 +18,8 @@ from billing_pipeline.storage import (
     atomic_path,
     child_dirs,
     child_files,
+    file_stat,
+    file_stats,
     read_parquet,
     remove_tree,
     scan_parquet,
@@ -63,6 +65,11 @@ def test_written_files_read_back_and_are_single_objects(
     assert read_parquet(part, columns=["n"])["n"].to_list() == [1, 2]
     assert scan_parquet([part] * 2).collect().height == 4
     assert child_files(store.charges_dir("2026-10", "a")) == ["part-2026-10-05.parquet"]
+    # one listing gives what file_stat asks of each file (a part's stat is how the charges
+    # asset knows the part is the one it wrote)
+    assert file_stats(store.charges_dir("2026-10", "a")) == {
+        "part-2026-10-05.parquet": file_stat(part)
+    }
     text = (store.invoice_dir("2026-10", "a") / "x.csv").read_bytes()
     assert text == b"invoice_id,total\r\nINV-1,1.00\r\n"
     # What the server holds: the two finished objects under the prefix, nothing else.

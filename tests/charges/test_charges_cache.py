@@ -317,6 +317,13 @@ def test_the_one_file_layout_and_lost_parts_are_replaced(world: dict) -> None:
     outcome = write_all(world)[client]
     assert lost.exists() and outcome.days_computed == 0
     assert read_charges(store, MONTH, client).equals(cold.charges)
+    # a part the state file does not describe (a run killed after replacing it, before its
+    # state file): written again, though its day's inputs are the state's
+    torn = store.charges_part(MONTH, client, DAYS[2])
+    write_parquet(pl.read_parquet(torn).head(1), torn)
+    outcome = write_all(world)[client]
+    assert outcome.days_computed == 0
+    assert read_charges(store, MONTH, client).equals(cold.charges)
 
 
 def test_a_month_without_charges_has_no_part_files(world: dict) -> None:
