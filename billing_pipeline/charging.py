@@ -30,6 +30,7 @@ from billing_pipeline.charges_cache import (
     day_key,
     read_hashed,
 )
+from billing_pipeline.config import DataPath
 from billing_pipeline.ingest.activity import read_activity
 from billing_pipeline.months import first_day, month_days
 from billing_pipeline.pricing import price_totals
@@ -46,6 +47,7 @@ from billing_pipeline.rules.many import Job, evaluate_many
 from billing_pipeline.rules.model import EVENT_COLUMNS
 from billing_pipeline.storage import (
     Store,
+    atomic_path,
     check_client_id,
     check_month,
     child_files,
@@ -118,14 +120,12 @@ class ChargesOutcome:
             "charges": self.charge_count,
             "rule_errors": self.errors.height,
             "unpriced": self.unpriced,
-            # activity date -> the day key of what the dataset's part for that day holds, its
-            # rows (a day without charges has no part file) and its charges summed per code
-            # (charge_summaries.py: what the invoice is made from)
+            # activity date -> the day key of its charges, their rows and their sums per
+            # code (charge_summaries.py: what the invoice is made from)
             "days": {
                 r.day.isoformat(): {
                     "key": r.entry.key,
                     "charges": r.entry.charges,
-                    "stat": r.part_stat,
                     "codes": r.entry.codes,
                 }
                 for r in self.days
@@ -297,15 +297,16 @@ def _stored_parts(store: Store, month: str, client_id: str) -> dict[str, list[in
     """The days whose part the dataset holds as last written (``_part_key`` -> the part's
     ``file_stat``; None for a day without charges, which has no file).
 
-    The state file names each day's key and the stat of the part written for it; a part
+    ``parts.json`` names each day's key and the stat of the part written for it; a part
     counts only if its file has that stat now (one listing). A run killed after replacing a
-    part but before its state file leaves a part the state does not describe: its stat
-    differs, so it is written again even if the inputs go back to the state's key.
+    part but before ``parts.json`` leaves a part it does not describe: its stat differs, so
+    it is written again even if the inputs go back to the recorded key.
     """
-    state = read_charges_state(store, month, client_id) or {}
+    path = _parts_file(store, month, client_id)
+    parts = json.loads(path.read_text()) if path.exists() else {}
     stats = file_stats(store.charges_dir(month, client_id))
     stored: dict[str, list[int | str] | None] = {}
-    for day, part in state.get("days", {}).items():
+    for day, part in parts.items():
         stat = stats.get(f"part-{day}.parquet")
         if (part["charges"] == 0 and stat is None) or (stat and stat == part.get("stat")):
             stored[f"{day} {part['key']}"] = stat
@@ -460,7 +461,8 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
     month. Files the month should not have (a day gone, the old one-file layout's
     ``part-0.parquet``) are removed first, so a run killed midway may leave a day missing
     but never a line twice; the state file, written last, names each part's key and file
-    stat, so the next run writes again any part it does not describe (``_stored_parts``).
+    stat (``parts.json``, written last; a lost one only means writing the parts again), so
+    the next run writes again any part it does not describe (``_stored_parts``).
     """
     month, client_id = outcome.month, outcome.client_id
     folder = store.charges_dir(month, client_id)
@@ -482,6 +484,14 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
         write_parquet(outcome.errors, errors_file)
     state = json.dumps(outcome.state(), indent=2, sort_keys=True) + "\n"
     write_bytes(state.encode(), charges_state_file(store, month, client_id))
+    # Last, and apart from the state file (whose bytes are part of invoice and closing
+    # fingerprints): file stats differ from one copy of the outputs to another.
+    parts = {
+        r.day.isoformat(): {"key": r.entry.key, "charges": r.entry.charges, "stat": r.part_stat}
+        for r in outcome.days
+    }
+    with atomic_path(_parts_file(store, month, client_id), durable=False) as tmp:
+        tmp.write_text(json.dumps(parts, sort_keys=True))
 
 
 def read_charges(
@@ -499,6 +509,10 @@ def read_charges(
         schema = CHARGES_SCHEMA if columns is None else {c: CHARGES_SCHEMA[c] for c in columns}
         return pl.DataFrame(schema=schema)
     return pl.concat(frames, how="vertical")
+
+
+def _parts_file(store: Store, month: str, client_id: str) -> DataPath:
+    return charges_state_file(store, month, client_id).with_name("parts.json")
 
 
 def charges_written(store: Store, month: str, client_id: str) -> bool:

@@ -133,12 +133,23 @@ def temp_files(data: Path) -> list[Path]:
 def content(path: Path) -> bytes:
     """A file's bytes, except that a charges-cache entry drops ``activity_stat``: the size,
     mtime and inode of the activity file it was computed from, which every rewrite of that
-    file changes by design (billing_pipeline/charges_cache.py)."""
+    file changes by design (billing_pipeline/charges_cache.py); the charges' parts.json
+    drops the stats of the part files, and the landing files' identities keep only their
+    paths and hashes."""
     data = path.read_bytes()
     if path.name == "entry.json" and "_cache" in path.parts:
         entry = json.loads(data)
         entry.pop("activity_stat")
         return json.dumps(entry, sort_keys=True).encode()
+    if path.name == "landing_identities.parquet":
+        # the landing files' stats (billing_pipeline/ingest/landing.py): any copy differs
+        return pl.read_parquet(path).select("source_file", "sha256").write_csv().encode()
+    if path.name == "parts.json" and "_state" in path.parts:
+        # the charges parts' file stats (billing_pipeline/charging.py), likewise
+        parts = json.loads(data)
+        for part in parts.values():
+            part.pop("stat")
+        return json.dumps(parts, sort_keys=True).encode()
     return data
 
 
@@ -148,6 +159,9 @@ def snapshot(data: Path) -> dict[str, object]:
     for path in visible_files(data):
         key = path.relative_to(data).as_posix()
         out[key] = pl.read_parquet(path) if path.suffix == ".parquet" else content(path)
+        if key == "_staging/landing_identities.parquet":
+            # the landing files' stats (billing_pipeline/ingest/landing.py): any copy differs
+            out[key] = out[key].select("source_file", "sha256")
     return out
 
 
