@@ -129,6 +129,9 @@ class Store:
             self.root / "_staging" / "register" / f"client_id={check_client_id(client_id)}" / PART
         )
 
+    def landing_identities_file(self) -> DataPath:
+        return self.root / "_staging" / "landing_identities.parquet"
+
     def clients_file(self) -> DataPath:
         return self.root / "_staging" / "clients.parquet"
 

@@ -34,7 +34,7 @@ from billing_pipeline.ingest.classify import (
     content_fingerprint,
     load_register,
 )
-from billing_pipeline.ingest.reading import file_sha256, list_landing_files
+from billing_pipeline.ingest.reading import file_identity, file_sha256, list_landing_files
 from billing_pipeline.ingest.validation import parse_batch
 from billing_pipeline.storage import (
     Store,
@@ -255,10 +255,9 @@ def ingest_landing(
     parsed: dict[str, tuple[int, str | None]] = {}  # file_id -> (blank lines, problem)
     fresh_files: dict[str, _Fresh] = {}
     todo = []
-    with ThreadPoolExecutor(2) as hashing:  # hashlib releases the GIL on big blocks
-        shas = list(hashing.map(file_sha256, paths))
-    for path, sha in zip(paths, shas, strict=True):
-        source = path.relative_to(landing_dir).as_posix()
+    sources = [path.relative_to(landing_dir).as_posix() for path in paths]
+    shas = _landing_shas(store, paths, sources)
+    for path, source, sha in zip(paths, sources, shas, strict=True):
         if known_sha.get(source) == sha and _staged(store, file_id(source)):
             continue
         todo.append((path, source, sha))
@@ -378,6 +377,48 @@ def ingest_landing(
     write_parquet(result.manifest, store.manifest_file())
     journal.unlink(missing_ok=True)
     return result
+
+
+IDENTITY_SCHEMA = {
+    "source_file": pl.Utf8,
+    "size": pl.Int64,
+    "mtime_ns": pl.Int64,
+    "ctime_ns": pl.Int64,
+    "inode": pl.UInt64,
+    "sha256": pl.Utf8,
+}
+
+
+def _landing_shas(store: Store, paths: list[Path], sources: list[str]) -> list[str]:
+    """Each landing file's sha256; hashed again only when its identity (``file_identity``)
+    changed since it was last hashed. Hashing every file ever landed each night grew
+    without end (the landing folder keeps them all); the manifest stays keyed by content.
+
+    The identity is taken before hashing, so a file changed while it is hashed is hashed
+    again next time. The record is internal (file stats are no data, SPEC §4.1), written
+    without fsync: lost, every file is hashed once more.
+    """
+    identities = [file_identity(path) for path in paths]
+    known = {
+        row[0]: (list(row[1:5]), row[5])
+        for row in read_parquet(store.landing_identities_file(), IDENTITY_SCHEMA).iter_rows()
+    }
+    shas: list[str | None] = []
+    for source, identity in zip(sources, identities, strict=True):
+        found = known.get(source)
+        shas.append(found[1] if found and found[0] == identity else None)
+    todo = [i for i, sha in enumerate(shas) if sha is None]
+    with ThreadPoolExecutor(2) as hashing:  # hashlib releases the GIL on big blocks
+        for i, sha in zip(todo, hashing.map(file_sha256, [paths[i] for i in todo]), strict=True):
+            shas[i] = sha
+    if todo or len(known) != len(sources):
+        rows = [
+            (source, *identity, sha)
+            for source, identity, sha in zip(sources, identities, shas, strict=True)
+        ]
+        frame = pl.DataFrame(rows, schema=IDENTITY_SCHEMA, orient="row")
+        write_parquet(frame, store.landing_identities_file(), durable=False)
+    return [sha or "" for sha in shas]  # every one is set by now
 
 
 # A run killed after its manifest is written, before Dagster records the dates it touched
