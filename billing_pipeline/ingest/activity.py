@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -293,15 +293,18 @@ def _remove_stale_clients(store: Store, day: date, written: set[str], keep: set[
     return kept
 
 
-def read_activity(store: Store, client_id: str, days: list[date]) -> pl.DataFrame:
-    """A client's valid events on the given dates, in source order."""
+def read_activity(
+    store: Store, client_id: str, days: list[date], columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """A client's valid events on the given dates (``columns`` of them), in source order."""
     frames = []
     for day in days:
         # Read, not exists() then read: a missing object costs one request on S3, not three.
         try:
-            frames.append(read_parquet(store.activity_file(day, client_id)))
+            frames.append(read_parquet(store.activity_file(day, client_id), columns=columns))
         except FileNotFoundError:
             continue
     if not frames:
-        return pl.DataFrame(schema=ACTIVITY_SCHEMA)
+        schema = ACTIVITY_SCHEMA if columns is None else {c: ACTIVITY_SCHEMA[c] for c in columns}
+        return pl.DataFrame(schema=schema)
     return pl.concat(frames, how="vertical_relaxed")

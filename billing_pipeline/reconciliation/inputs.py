@@ -13,7 +13,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from billing_pipeline.charging import charges_written, read_charges, read_charges_state
-from billing_pipeline.ingest.activity import ACTIVITY_SCHEMA, read_activity
+from billing_pipeline.ingest.activity import read_activity
 from billing_pipeline.months import first_day, month_days
 from billing_pipeline.rules import ERRORS_SCHEMA
 from billing_pipeline.storage import Store, child_dirs, read_parquet
@@ -24,9 +24,9 @@ class ClientMonth:
     """One client's inputs to the month's coverage and leakage reports."""
 
     client_id: str
-    events: pl.DataFrame  # valid events of the month
+    events: pl.DataFrame  # valid events of the month (EVENT_COLUMNS)
     previous_events: pl.DataFrame  # valid events of the month before (picks before ships)
-    charges: pl.DataFrame  # the materialized charges dataset (empty when none)
+    charges: pl.DataFrame  # the materialized charges' event ids (empty when none)
     errors: pl.DataFrame  # the materialized rule_errors dataset (empty when none)
     charges_materialized: bool
     state: dict | None  # charging's state file: rule error and unpriced counts
@@ -82,7 +82,7 @@ def load_client_month(
             client_id,
             month_days(previous_month(month)) if previous_days is None else previous_days,
         ),
-        charges=read_charges(store, month, client_id),
+        charges=read_charges(store, month, client_id, ["event_id"]),
         errors=read_parquet(store.rule_errors_file(month, client_id), ERRORS_SCHEMA),
         charges_materialized=charges_written(store, month, client_id),
         state=read_charges_state(store, month, client_id),
@@ -90,8 +90,10 @@ def load_client_month(
     )
 
 
+# What coverage and leakage read of the events: raw_line, the source and the rest are most
+# of an activity file's bytes.
+EVENT_COLUMNS = ("event_id", "event_type", "payload")
+
+
 def _events(store: Store, client_id: str, days: Sequence[date]) -> pl.DataFrame:
-    events = read_activity(store, client_id, list(days))
-    if events.is_empty():
-        return pl.DataFrame(schema=ACTIVITY_SCHEMA)
-    return events
+    return read_activity(store, client_id, list(days), EVENT_COLUMNS)
