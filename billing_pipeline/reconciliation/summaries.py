@@ -25,7 +25,7 @@ import polars as pl
 
 from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, QUARANTINE_SCHEMA
 from billing_pipeline.months import month_days
-from billing_pipeline.storage import PART, Store, read_parquet
+from billing_pipeline.storage import PART, Store, read_parquet, scan_parquet
 
 QUARANTINE_HEADER = ("period", "client_id", "reason", "lines", "examples")
 RULE_ERRORS_HEADER = (
@@ -63,10 +63,8 @@ def quarantine_of_month(store: Store, month: str) -> pl.DataFrame:
     files = [f for f in files if f.exists()]
     if not files:
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    rows = pl.concat(
-        [read_parquet(f).select(list(QUARANTINE_SCHEMA)) for f in files],
-        how="vertical_relaxed",
-    )
+    # one scan of all the files: a read per file cost five times as much (3,400 files)
+    rows = scan_parquet(files).select(list(QUARANTINE_SCHEMA)).collect()
     manifest = manifest.select("source_file", pl.col("utc_dates").list.min().alias("file_date"))
     dated = rows.join(manifest, on="source_file", how="left").with_columns(
         pl.coalesce(
