@@ -299,18 +299,19 @@ def ingest_landing(
     changed = list(changed_files)
     for client_id in affected:
         old = load_register(store, client_id)
-        rows = pl.concat(
-            [
-                old.filter(~pl.col("file_id").is_in(changed)),
-                _plain(fresh_by_client.pop(client_id, None)),
-            ],
-            how="vertical_relaxed",
+        new, before, after = _reclassify(
+            store,
+            client_id,
+            old,
+            _plain(fresh_by_client.pop(client_id, None)),
+            changed,
+            known=client_id in known_clients,
+            whole=client_id in interrupted or client_id in flipped,
         )
-        new = classify_client(store, client_id, rows, known=client_id in known_clients)
         write_parquet(new, store.register_file(client_id), durable=False)
         updates.append(
             _changes(
-                old.clear() if client_id in interrupted else old, new, changed_files
+                before.clear() if client_id in interrupted else before, after, changed_files
             ).with_columns(
                 client_id=pl.lit(client_id), file_id=pl.col("file_id").cast(pl.Categorical)
             )
@@ -537,6 +538,41 @@ def _clients_in(store: Store, file_ids: set[str]) -> set[str]:
 
 def _registered(store: Store, clients: set[str]) -> set[str]:
     return {c for c in clients if store.register_file(c).exists()}
+
+
+_REGISTER_ORDER = ["event_id", "source_file", "source_line"]
+
+
+def _reclassify(
+    store: Store,
+    client_id: str,
+    old: pl.DataFrame,
+    fresh: pl.DataFrame,
+    changed: list[str],
+    known: bool,
+    whole: bool,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The client's register brought up to date (the rows of ``changed`` files replaced by
+    ``fresh``), and the rows whose outcome may have moved: as they were, and as they are.
+
+    A row's status depends only on the rows with its event id (the first copy wins, later
+    ones are compared with it), so only the event ids this run adds or removes rows of are
+    classified again: classifying every event the client ever landed made each night cost
+    more than the last. ``whole`` (a client whose rate card came or went, or one a killed
+    run left half done) classifies every row.
+    """
+    kept = old.filter(~pl.col("file_id").is_in(changed))
+    if whole:
+        rows = pl.concat([kept, fresh], how="vertical_relaxed")
+        new = classify_client(store, client_id, rows, known=known).sort(_REGISTER_ORDER)
+        return new, old, new
+    gone = old.filter(pl.col("file_id").is_in(changed))["event_id"]
+    ids = pl.concat([fresh["event_id"], gone]).unique().implode()
+    touched = pl.col("event_id").is_in(ids)
+    rows = pl.concat([kept.filter(touched), fresh], how="vertical_relaxed")
+    again = classify_client(store, client_id, rows, known=known)
+    new = pl.concat([kept.filter(~touched), again], how="vertical_relaxed").sort(_REGISTER_ORDER)
+    return new, old.filter(touched), again
 
 
 def _changes(old: pl.DataFrame, new: pl.DataFrame, changed_files: set[str]) -> pl.DataFrame:
