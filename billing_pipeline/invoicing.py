@@ -1,4 +1,6 @@
-"""Invoice files of one client-month from its stored charges (SPEC §6.1, §7).
+"""Invoice files of one client-month from its stored charges (SPEC §6.1, §7): from their
+sums per day and code that the charges asset stores with them (``charge_summaries``), so
+a night's draft invoice does not read the month's lines.
 
 Gated here as well as by the blocking asset checks: a client-month with rule errors or
 unpriced charges gets no invoice files at all (old ones are removed), whatever run it is
