@@ -268,7 +268,13 @@ def ingest_landing(
             fresh_files[fid] = parsed_file.fresh
             known_sha[parsed_file.source] = parsed_file.sha
             result.files_parsed.append(parsed_file.source)
-            log(f"parsed {parsed_file.source}: {parsed_file.fresh.lines} lines")
+        if files:
+            # One line per batch, not per file: in a Dagster run each is an event-log write
+            # (~7 ms with SQLite: 1.2 s for a night of 168 files).
+            lines = sum(f.fresh.lines for f in files)
+            first, last = files[0].source, files[-1].source
+            span = first if len(files) == 1 else f"{first} .. {last}"
+            log(f"parsed {len(files)} files, {lines} lines: {span}")
         for client_id, rows in by_client.items():
             new_rows.setdefault(client_id, []).append(rows)
         del files, by_client

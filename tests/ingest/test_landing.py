@@ -192,3 +192,12 @@ def test_blank_lines_are_ignored_not_counted(landing: Landing) -> None:
     manifest = pl.read_parquet(landing.store.manifest_file())
     assert manifest["lines"].to_list() == [1]
     assert manifest["blank_lines"].to_list() == [3]
+
+
+def test_progress_is_one_line_per_batch_of_files(landing: Landing) -> None:
+    # each progress line is an event-log write in a Dagster run: not one per file
+    for name in ("a", "b", "c"):
+        landing.write(f"{name}.ndjson", [line(event(event_id=f"{name}1")), line(event())])
+    said: list[str] = []
+    ingest_landing(landing.dir, landing.store, TIMEZONES, log=said.append)
+    assert said == ["parsed 3 files, 6 lines: a.ndjson .. c.ndjson"]
