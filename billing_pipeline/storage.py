@@ -275,13 +275,12 @@ def child_dirs(folder: DataPath) -> list[str]:
 
 
 def file_stat(path: DataPath) -> list[int | str]:
-    """What changes whenever the file is replaced: size, mtime and inode on disk; size, ETag
-    and last-modified time on an object store (which has no inodes)."""
+    """What changes whenever the file's bytes may have: size, mtime, ctime (which no tool
+    sets back, unlike mtime) and inode on disk; size, ETag and last-modified time on an
+    object store (which has no inodes)."""
     if is_remote(path):
-        info = path.fs.info(path.path)
-        return [int(info["size"]), str(info.get("ETag", "")), str(info.get("LastModified", ""))]
-    info = path.stat()
-    return [info.st_size, info.st_mtime_ns, info.st_ino]
+        return _object_stat(path.fs.info(path.path))
+    return _os_stat(path.stat())
 
 
 def file_stats(folder: DataPath) -> dict[str, list[int | str]]:
@@ -293,23 +292,20 @@ def file_stats(folder: DataPath) -> dict[str, list[int | str]]:
         except FileNotFoundError:
             return {}
         return {
-            e["name"].rsplit("/", 1)[-1]: [
-                int(e["size"]),
-                str(e.get("ETag", "")),
-                str(e.get("LastModified", "")),
-            ]
-            for e in entries
-            if e["type"] == "file"
+            e["name"].rsplit("/", 1)[-1]: _object_stat(e) for e in entries if e["type"] == "file"
         }
     if not folder.is_dir():
         return {}
-    out: dict[str, list[int | str]] = {}
     with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_file():
-                info = entry.stat()
-                out[entry.name] = [info.st_size, info.st_mtime_ns, info.st_ino]
-    return out
+        return {e.name: _os_stat(e.stat()) for e in entries if e.is_file()}
+
+
+def _object_stat(info: dict) -> list[int | str]:
+    return [int(info["size"]), str(info.get("ETag", "")), str(info.get("LastModified", ""))]
+
+
+def _os_stat(info: os.stat_result) -> list[int | str]:
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
 
 
 def child_files(folder: DataPath) -> list[str]:

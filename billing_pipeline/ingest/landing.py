@@ -34,12 +34,13 @@ from billing_pipeline.ingest.classify import (
     content_fingerprint,
     load_register,
 )
-from billing_pipeline.ingest.reading import file_identity, file_sha256, list_landing_files
+from billing_pipeline.ingest.reading import file_sha256, list_landing_files
 from billing_pipeline.ingest.validation import parse_batch
 from billing_pipeline.storage import (
     Store,
     atomic_path,
     file_id,
+    file_stat,
     read_parquet,
     remove_tree,
     scan_parquet,
@@ -397,15 +398,15 @@ IDENTITY_SCHEMA = {
 
 
 def _landing_shas(store: Store, paths: list[Path], sources: list[str]) -> list[str]:
-    """Each landing file's sha256; hashed again only when its identity (``file_identity``)
-    changed since it was last hashed. Hashing every file ever landed each night grew
+    """Each landing file's sha256; hashed again only when its ``file_stat`` (size, mtime,
+    ctime, inode) changed since it was last hashed. Hashing every file ever landed each night grew
     without end (the landing folder keeps them all); the manifest stays keyed by content.
 
     The identity is taken before hashing, so a file changed while it is hashed is hashed
     again next time. The record is internal (file stats are no data, SPEC §4.1), written
     without fsync: lost, every file is hashed once more.
     """
-    identities = [file_identity(path) for path in paths]
+    identities = [file_stat(path) for path in paths]
     known = {
         row[0]: (list(row[1:5]), row[5])
         for row in read_parquet(store.landing_identities_file(), IDENTITY_SCHEMA).iter_rows()

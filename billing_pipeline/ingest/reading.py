@@ -50,13 +50,6 @@ def list_landing_files(landing_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(landing_dir).as_posix())
 
 
-def file_identity(path: Path) -> list[int]:
-    """What changes whenever a file's bytes may have: its size, mtime, ctime (which no tool
-    sets back, unlike mtime) and inode."""
-    info = path.stat()
-    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
