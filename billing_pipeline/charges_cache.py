@@ -122,8 +122,9 @@ class DayResult:
     # is already what the entry says (charging.ChargesOutcome.charges reads it from there)
     charges: pl.DataFrame | None
     errors: pl.DataFrame
-    stored: bool = False  # the dataset's part for this day already holds these charges
-    part_stat: list[int | str] | None = None  # storage.file_stat of that part, when stored
+    # storage.file_stat of the dataset's part for this day when it already holds these
+    # charges (None otherwise, and for a day without charges, which has no part)
+    part_stat: list[int | str] | None = None
 
 
 class ChargesCache:

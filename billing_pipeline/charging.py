@@ -121,15 +121,10 @@ class ChargesOutcome:
             "charges": self.charge_count,
             "rule_errors": self.errors.height,
             "unpriced": self.unpriced,
-            # activity date -> the day key of its charges, their rows and their sums per
-            # code (charge_summaries.py: what the invoice is made from)
+            # activity date -> the day key of its charges and their sums per code
+            # (charge_summaries.py: what the invoice is made from)
             "days": {
-                r.day.isoformat(): {
-                    "key": r.entry.key,
-                    "charges": r.entry.charges,
-                    "codes": r.entry.codes,
-                }
-                for r in self.days
+                r.day.isoformat(): {"key": r.entry.key, "codes": r.entry.codes} for r in self.days
             },
         }
 
@@ -257,7 +252,6 @@ def plan_charges(
         )
         if cache and entry and entry.key == key:
             in_dataset = _part_key(day, key) in stored
-            part_stat = stored.get(_part_key(day, key))
             try:
                 errors = cache.load_errors(client_id, day, entry)
                 charges = None if in_dataset else cache.load_charges(client_id, day, entry)
@@ -270,7 +264,7 @@ def plan_charges(
                     entry.activity_stat = stat
                     cache.save_entry(client_id, day, entry)
                 done[day] = DayResult(
-                    day, entry, True, charges, errors, stored=in_dataset, part_stat=part_stat
+                    day, entry, True, charges, errors, part_stat=stored.get(_part_key(day, key))
                 )
                 continue
         if events is None:
@@ -310,7 +304,7 @@ def _stored_parts(store: Store, month: str, client_id: str) -> dict[str, list[in
     for day, part in parts.items():
         stat = stats.get(f"part-{day}.parquet")
         if (part["charges"] == 0 and stat is None) or (stat and stat == part.get("stat")):
-            stored[f"{day} {part['key']}"] = stat
+            stored[_part_key(date.fromisoformat(day), part["key"])] = stat
     return stored
 
 
@@ -357,7 +351,6 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
                 False,
                 charges_by_day.get(p.day, charges.clear()),
                 errors_by_day.get(p.day, errors.clear()),
-                stored=_part_key(p.day, p.key) in plan.stored,
                 part_stat=plan.stored.get(_part_key(p.day, p.key)),
             )
             if cache:
@@ -461,9 +454,9 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
     Only the days whose charges changed are written: a night rewrites its new day, not the
     month. Files the month should not have (a day gone, the old one-file layout's
     ``part-0.parquet``) are removed first, so a run killed midway may leave a day missing
-    but never a line twice; the state file, written last, names each part's key and file
-    stat (``parts.json``, written last; a lost one only means writing the parts again), so
-    the next run writes again any part it does not describe (``_stored_parts``).
+    but never a line twice. ``parts.json``, written after the state file, names each part's
+    key and file stat, so the next run writes again any part it does not describe
+    (``_stored_parts``); a lost one only means writing the parts again.
     """
     month, client_id = outcome.month, outcome.client_id
     folder = store.charges_dir(month, client_id)
@@ -472,12 +465,12 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
         if name not in wanted and not name.startswith("."):
             remove_file(folder / name)
     for r in outcome.days:
-        if r.entry.charges and not r.stored:
+        if r.entry.charges and r.part_stat is None:
             if r.charges is None:
                 raise ValueError(f"charges of {client_id} {r.day} are neither stored nor read")
             part = store.charges_part(month, client_id, r.day)
             write_parquet(r.charges, part)
-            r.stored, r.part_stat = True, file_stat(part)
+            r.part_stat = file_stat(part)
     errors_file = store.rule_errors_file(month, client_id)
     if outcome.errors.is_empty():
         remove_tree(errors_file.parent)
