@@ -62,12 +62,12 @@ def price_month(
     """
     month = month.replace(day=1)
     with localcontext() as ctx:
-        ctx.prec = _PRECISION
+        ctx.prec = _PRECISION  # the sums too: more digits than the default 28 can hold
         if isinstance(charges, pl.DataFrame):
             daily = daily_totals(charges, month)
         else:
             daily = _daily(charges, month)
-        return _price(card, month, daily)
+    return price_totals(card, month, daily)
 
 
 def price_totals(card: RateCard, month: date, daily: DailyTotals) -> PricedMonth:
