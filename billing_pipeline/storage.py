@@ -220,17 +220,20 @@ def read_parquet(
     path: DataPath,
     schema: dict[str, pl.DataType] | None = None,
     columns: Sequence[str] | None = None,
+    dataset: dict[str, pl.DataType] | None = None,
 ) -> pl.DataFrame:
     """The file's rows (``columns`` of them), or an empty frame of ``schema`` when there is
-    no file yet."""
+    no file yet. ``dataset``: the dataset's schema now; a column of it that the file lacks
+    (written before the column was added) is read as nulls."""
+    missing = {"schema": dataset, "missing_columns": "insert"} if dataset else {}
     try:
         if is_remote(path):
             # One GET; a missing key is FileNotFoundError. (open(), or cat_file's default
             # concurrent download, first asks the size: a HEAD, and a LIST when missing.)
             data = path.fs.cat_file(path.path, max_concurrency=1)
-            return pl.read_parquet(io.BytesIO(data), columns=columns)
+            return pl.read_parquet(io.BytesIO(data), columns=columns, **missing)
         if path.exists():
-            return pl.read_parquet(path, columns=columns)
+            return pl.read_parquet(path, columns=columns, **missing)
     except FileNotFoundError:
         pass
     if schema is None:
@@ -240,15 +243,19 @@ def read_parquet(
 
 
 def scan_parquet(
-    paths: str | DataPath | Sequence[str | DataPath], include_file_paths: str | None = None
+    paths: str | DataPath | Sequence[str | DataPath],
+    include_file_paths: str | None = None,
+    dataset: dict[str, pl.DataType] | None = None,
 ) -> pl.LazyFrame:
     """A lazy frame over Parquet files; remote files are fetched whole, one GET each.
-    ``include_file_paths`` names a column holding each row's file, as ``str(path)``."""
+    ``include_file_paths`` names a column holding each row's file, as ``str(path)``;
+    ``dataset`` is as for ``read_parquet``."""
     listed = [paths] if isinstance(paths, (str, Path, UPath)) else paths
     files = [data_root(p) for p in listed]
     if not any(is_remote(p) for p in files):
-        return pl.scan_parquet(files, include_file_paths=include_file_paths)
-    frames = [read_parquet(p).lazy() for p in files]
+        missing = {"schema": dataset, "missing_columns": "insert"} if dataset else {}
+        return pl.scan_parquet(files, include_file_paths=include_file_paths, **missing)
+    frames = [read_parquet(p, dataset=dataset).lazy() for p in files]
     if include_file_paths is not None:
         frames = [
             frame.with_columns(pl.lit(str(p)).alias(include_file_paths))

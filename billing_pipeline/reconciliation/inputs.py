@@ -90,9 +90,9 @@ def load_client_month(
     )
 
 
-# What coverage and leakage read of the events: raw_line, the source and the rest are most
-# of an activity file's bytes.
-EVENT_COLUMNS = ("event_id", "event_type", "payload")
+# What coverage and leakage read of the events: the payload, raw_line, the source and the
+# rest are most of an activity file's bytes.
+EVENT_COLUMNS = ("event_id", "event_type", "order_id")
 
 
 def _events(store: Store, client_id: str, days: Sequence[date]) -> pl.DataFrame:

@@ -70,8 +70,8 @@ def _not_charged(
     handled = [t for t, kind in kinds.items() if kind == "handler"]
     left = (
         cm.events.filter(pl.col("event_type").is_in(handled))
-        .join(cm.charges.select("event_id").unique(), on="event_id", how="anti")
-        .join(cm.errors.select("event_id").drop_nulls().unique(), on="event_id", how="anti")
+        .join(cm.charges.select("event_id"), on="event_id", how="anti")
+        .join(cm.errors.select("event_id").drop_nulls(), on="event_id", how="anti")
     )
     rows = []
     for event_type in sorted(left["event_type"].unique().to_list()):
@@ -98,11 +98,7 @@ def _order_events(events: pl.DataFrame) -> pl.DataFrame:
     """(event_type, order_id, event_id) of the order events that name an order."""
     return (
         events.filter(pl.col("event_type").is_in(ORDER_TYPES))
-        .select(
-            "event_type",
-            pl.col("payload").str.json_path_match("$.order_id").alias("order_id"),
-            "event_id",
-        )
+        .select("event_type", "order_id", "event_id")
         .drop_nulls("order_id")
     )
 
@@ -130,7 +126,7 @@ def _order_row(
 def _shipped_without_pick(
     month: str, cm: ClientMonth, current: pl.DataFrame, both: pl.DataFrame
 ) -> list[tuple[str, ...]]:
-    picked = _orders(both, "order.picked").select("order_id").unique()
+    picked = _orders(both, "order.picked").select("order_id")
     shipped = _orders(current, "order.shipped").join(picked, on="order_id", how="anti")
     if shipped.is_empty():
         return []
@@ -141,12 +137,10 @@ def _shipped_without_pick(
 def _picked_not_shipped(
     month: str, cm: ClientMonth, current: pl.DataFrame, both: pl.DataFrame
 ) -> list[tuple[str, ...]]:
-    closed = (
-        both.filter(pl.col("event_type").is_in(("order.shipped", "order.cancelled")))
-        .select("order_id")
-        .unique()
+    closed = both.filter(pl.col("event_type").is_in(("order.shipped", "order.cancelled")))
+    picked = _orders(current, "order.picked").join(
+        closed.select("order_id"), on="order_id", how="anti"
     )
-    picked = _orders(current, "order.picked").join(closed, on="order_id", how="anti")
     if picked.is_empty():
         return []
     detail = "picked, and neither shipped nor cancelled by the month's end"

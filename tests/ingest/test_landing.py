@@ -156,6 +156,25 @@ def test_activity_rows_carry_the_contract_columns(landing: Landing) -> None:
     assert row["payload"] == '{"channel":"dtc","lines":2,"order_id":"o-1","units":3}'
 
 
+def test_order_id_column_is_the_payloads_order_id(landing: Landing) -> None:
+    putaway = {"sku": "S1", "units": 4, "location_type": "shelf"}
+    landing.write(
+        "w/a.ndjson",
+        [
+            line(event(event_id="e1", payload={"order_id": 'o-"9"'})),
+            line(event(event_id="e2", event_type="order.cancelled",
+                       payload={"order_id": "o-2", "stage": "before_pick"})),
+            line(event(event_id="e3", event_type="putaway.completed", payload=putaway)),
+        ],
+    )  # fmt: skip
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+    build_activity(landing.store, date(2026, 11, 2), TIMEZONES)
+    rows = activity_rows(landing, date(2026, 11, 2)).sort("event_id")
+    # the JSON string 'o-"9"' unescaped. The putaway's payload also carries the base event's
+    # order_id, as an extra field: the column is only for types whose catalog payload has one.
+    assert rows["order_id"].to_list() == ['o-"9"', "o-2", None]
+
+
 def test_rematerializing_gives_the_same_rows(landing: Landing) -> None:
     landing.write("a.ndjson", [line(event(event_id=f"e{i}")) for i in range(20)])
     ingest_landing(landing.dir, landing.store, TIMEZONES)

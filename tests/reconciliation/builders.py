@@ -211,6 +211,8 @@ def event_row(client_id: str, n: int, event: tuple[str, str, dict, date]) -> dic
         "warehouse_id": "WH1",
         "schema_version": 1,
         "payload": text,
+        # what the activity build takes from the payload (ORDER_ID_TYPES)
+        "order_id": payload.get("order_id") if event_type.startswith("order.") else None,
         "raw_line": "{}",
         "source_file": f"{client_id}.ndjson",
         "source_line": n,
