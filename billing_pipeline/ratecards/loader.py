@@ -104,8 +104,8 @@ class RateCardError(Exception):
 # --- YAML -------------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (no Python tags, ever) that also notices duplicate keys.
+class _Strict:
+    """A ``yaml.SafeLoader`` (no Python tags, ever) that also notices duplicate keys.
 
     Plain ``safe_load`` keeps the last of two equal keys without a word, which would let a
     pasted ``rate:`` line silently override the one above it. Merge keys (``<<: *base``)
@@ -139,7 +139,20 @@ def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object
         return loader.construct_scalar(node)
 
 
-_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+class _StrictPyLoader(_Strict, yaml.SafeLoader):
+    """Pure Python: its error messages are the ones analysts see (and tests pin)."""
+
+
+# libyaml's parser parses a card ~8x faster (1.5 against 11.5 ms for a 3.7 KB card: 3 s
+# per process at 300 clients); the constructors are the same Python code. Its error texts
+# differ, so a card it refuses is parsed again by the pure Python loader for the message.
+_StrictCLoader = (
+    type("_StrictCLoader", (_Strict, yaml.CSafeLoader), {})
+    if getattr(yaml, "__with_libyaml__", False)
+    else _StrictPyLoader
+)
+for _loader in {_StrictPyLoader, _StrictCLoader}:
+    _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
 
 
 def _yaml_problem(exc: Exception) -> str:
@@ -672,25 +685,40 @@ def _parse(path: Path, data: bytes, sha: str, ck: _Checker) -> tuple[RateCard | 
     except UnicodeDecodeError as exc:
         ck.add("", f"not UTF-8 text (byte {exc.start})")
         return None, ck.problems
-    loader = None
     try:
-        # The constructor already reads the text: a NUL byte raises from it.
-        loader = _StrictLoader(text)
-        node = loader.get_single_node()
-        if node is not None and _expanded_size(node) > MAX_VALUES:
+        loaded = _load_yaml(text, _StrictCLoader)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError):
+        loaded = None
+    if loaded is None:  # refused (or too big): the pure Python loader says why, in its words
+        try:
+            loaded = _load_yaml(text, _StrictPyLoader)
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+            ck.add("", _yaml_problem(exc))
+            return None, ck.problems
+        if loaded is None:
             ck.add("", f"more than {MAX_VALUES} values once YAML aliases are expanded")
             return None, ck.problems
-        doc = loader.construct_document(node) if node is not None else None
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        ck.add("", _yaml_problem(exc))
-        return None, ck.problems
-    finally:
-        if loader is not None:
-            loader.dispose()
-    for key, line in loader.duplicates:
+    doc, duplicates = loaded
+    for key, line in duplicates:
         ck.add("", f"line {line}: duplicate key {key} (each key may appear once in a mapping)")
     card = _card(doc, path, ck, sha)
     return (card if not ck.problems else None), ck.problems
+
+
+def _load_yaml(text: str, kind: type[_Strict]) -> tuple[object, list[tuple[str, int]]] | None:
+    """The document and its duplicate keys; None when aliases expand past ``MAX_VALUES``."""
+    loader = None
+    try:
+        # The constructor already reads the text: a NUL byte raises from it.
+        loader = kind(text)
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_VALUES:
+            return None
+        doc = loader.construct_document(node) if node is not None else None
+        return doc, loader.duplicates
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _expanded_size(root: yaml.Node) -> int:
