@@ -15,13 +15,13 @@ from dagster import (
 )
 
 from billing_pipeline import locks
+from billing_pipeline.defs.ingest.activity_schema import activity_schema_problems
 from billing_pipeline.defs.ingest.conservation import conservation_failures
 from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import daily_partitions
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.ingest.activity import build_activity_range
 from billing_pipeline.ingest.landing import activity_built, ingest_landing
-from billing_pipeline.ingest.schemas import Envelope, failing_rows
 from billing_pipeline.runlog import RunLog
 from billing_pipeline.storage import Store, file_id, read_parquet
 
@@ -176,7 +176,9 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
     with locks.ingest(store, log=context.log.info):
         results = build_activity_range(store, days, zones.timezones, keep=zones.unzoned)
         for result in results:
-            problems.extend(_schema_problems(store, result.day, list(result.events_by_client)))
+            problems.extend(
+                activity_schema_problems(store, result.day, list(result.events_by_client))
+            )
         activity_built(store, days)
     for result in results:
         for client_id, n in result.events_by_client.items():
@@ -185,7 +187,6 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
             by_type[event_type] = by_type.get(event_type, 0) + n
         for client_id in result.clients_left:
             left.setdefault(client_id, []).append(result.day.isoformat())
-        problems.extend(_schema_problems(store, result.day, list(result.events_by_client)))
     log = RunLog(context.log, context.run_id)
     for client_id in sorted(zones.unzoned):
         log.warning(
@@ -219,16 +220,3 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
             ),
         }
     )
-
-
-def _schema_problems(store, day: date, clients: list[str]) -> list[str]:
-    problems = []
-    for client_id in clients:
-        frame = read_parquet(store.activity_file(day, client_id))
-        if not failing_rows(Envelope, frame).is_empty():
-            problems.append(f"- {day} {client_id}: rows fail the envelope schema")
-        if (frame["activity_date"] != day).any() or (frame["client_id"] != client_id).any():
-            problems.append(f"- {day} {client_id}: rows outside their partition")
-        if frame["event_id"].n_unique() != frame.height:
-            problems.append(f"- {day} {client_id}: an event_id appears twice")
-    return problems
