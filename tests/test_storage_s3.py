@@ -165,3 +165,26 @@ def test_child_dirs_lists_the_same_names_on_s3_and_on_disk(store: Store, tmp_pat
             "client_id=beta",
         ]
         assert child_dirs(root.activity_dir(date(2026, 10, 2))) == []
+
+
+def test_a_column_a_file_predates_reads_as_nulls_on_s3_and_on_disk(
+    store: Store, tmp_path: Path
+) -> None:
+    # ``dataset``: the dataset's schema now; a file written before a column was added has
+    # it as nulls, whichever of the files comes first
+    dataset = {"event_id": pl.Utf8, "order_id": pl.Utf8}
+    old = pl.DataFrame({"event_id": ["e1"]})
+    new = pl.DataFrame({"event_id": ["e2"], "order_id": ["o2"]})
+    expected = pl.DataFrame({"event_id": ["e1", "e2"], "order_id": [None, "o2"]}, dataset)
+    for root in (store, Store(tmp_path / "out")):
+        first, second = (
+            root.activity_file(date(2026, 10, 1), "a"),
+            root.activity_file(date(2026, 10, 2), "a"),
+        )
+        write_parquet(old, first)
+        write_parquet(new, second)
+        read = read_parquet(first, columns=["event_id", "order_id"], dataset=dataset)
+        assert read.equals(expected.head(1))
+        for files, rows in (([first, second], expected), ([second, first], expected.reverse())):
+            scanned = scan_parquet(files, dataset=dataset).select("event_id", "order_id")
+            assert scanned.collect().equals(rows), (root, files)
