@@ -524,7 +524,8 @@ def main() -> None:
         "--keep",
         type=Path,
         help="keep the last nightly run's work directory (outputs, Dagster home) under "
-        "KEEP/nightly-<E>e-<C>c, to compare outputs between versions of the code",
+        "KEEP/nightly-<E>e-<C>c, and the month's (after its uncached night N) under "
+        "KEEP/nightly-<E>e-<C>c-<D>d, to compare outputs between versions of the code",
     )
     parser.add_argument(
         "--worker", choices=["floor", "nightly", "month", "alone"], help=argparse.SUPPRESS
@@ -578,7 +579,8 @@ def main() -> None:
         data = ensure_data(
             args.out, args.month_events, args.month_clients, args.month_days, MONTH_START
         )
-        month = measure("month", data, args.out, days=args.month_days)
+        keep = args.keep / data.name if args.keep else None
+        month = measure("month", data, args.out, days=args.month_days, keep=keep)
         month["night_n_alone"] = measure("alone", data, args.out, days=args.month_days)
         month["days"] = args.month_days
         month["events_per_day"] = args.month_events
