@@ -23,17 +23,16 @@ def activity_schema_problems(store: Store, day: date, clients: list[str]) -> lis
     """
     if not clients:
         return []
-    files = [store.activity_file(day, client_id) for client_id in clients]
-    frame = (
-        scan_parquet(files, include_file_paths="_file")
-        .select(
-            *CHECKED,
-            pl.col("_file")
-            .replace_strict([str(f) for f in files], clients, return_dtype=pl.Utf8)
-            .alias("_partition"),
-        )
-        .collect()
-    )
+    # each scan labelled with its partition (not matched back by path: Polars normalizes
+    # the paths it reports), all collected at once
+    frame = pl.concat(
+        [
+            scan_parquet(store.activity_file(day, client_id))
+            .select(*CHECKED)
+            .with_columns(pl.lit(client_id).alias("_partition"))
+            for client_id in clients
+        ]
+    ).collect()
     failing = frame[failing_rows(Envelope, frame)["index"].unique()]["_partition"]
     outside = frame.filter(
         (pl.col("activity_date") != day) | (pl.col("client_id") != pl.col("_partition"))
