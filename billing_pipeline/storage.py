@@ -316,8 +316,14 @@ def _os_stat(info: os.stat_result) -> list[int | str]:
 
 
 def child_files(folder: DataPath) -> list[str]:
-    """Sorted names of the files in ``folder`` (none when it is missing); one listing."""
-    return sorted(file_stats(folder))
+    """Sorted names of the files in ``folder`` (none when it is missing); one listing, and
+    on disk no stat per file (``file_stats`` takes one)."""
+    if is_remote(folder):
+        return sorted(file_stats(folder))
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.is_file())
 
 
 def remove_file(path: DataPath) -> None:
