@@ -142,8 +142,7 @@ def content(path: Path) -> bytes:
         entry.pop("activity_stat")
         return json.dumps(entry, sort_keys=True).encode()
     if path.name == "landing_identities.parquet":
-        # the landing files' stats (billing_pipeline/ingest/landing.py): any copy differs
-        return pl.read_parquet(path).select("source_file", "sha256").write_csv().encode()
+        return _landing_identities(path).write_csv().encode()
     if path.name == "parts.json" and "_state" in path.parts:
         # the charges parts' file stats (billing_pipeline/charging.py), likewise
         parts = json.loads(data)
@@ -158,11 +157,17 @@ def snapshot(data: Path) -> dict[str, object]:
     out: dict[str, object] = {}
     for path in visible_files(data):
         key = path.relative_to(data).as_posix()
-        out[key] = pl.read_parquet(path) if path.suffix == ".parquet" else content(path)
-        if key == "_staging/landing_identities.parquet":
-            # the landing files' stats (billing_pipeline/ingest/landing.py): any copy differs
-            out[key] = out[key].select("source_file", "sha256")
+        if path.name == "landing_identities.parquet":
+            out[key] = _landing_identities(path)
+        else:
+            out[key] = pl.read_parquet(path) if path.suffix == ".parquet" else content(path)
     return out
+
+
+def _landing_identities(path: Path) -> pl.DataFrame:
+    """The landing files' paths and hashes, without their stats
+    (billing_pipeline/ingest/landing.py), which any copy of the files changes."""
+    return pl.read_parquet(path).select("source_file", "sha256")
 
 
 def differences(expected: dict[str, object], actual: dict[str, object]) -> list[str]:
