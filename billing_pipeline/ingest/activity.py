@@ -107,6 +107,7 @@ def build_activity_range(
     results = {day: ActivityResult(day) for day in days}
     if not days:
         return []
+    _remove_dead_scratch(store)
     zones = {c: z for c, z in timezones.items() if c not in keep}
     manifest = read_parquet(store.manifest_file(), MANIFEST_SCHEMA)
     window = sorted({day + timedelta(days=k) for day in days for k in (-1, 0, 1)})
@@ -254,15 +255,31 @@ def _place(store: Store, key: tuple[date, str], parts: list[Path]) -> pl.DataFra
     return full.select(columns)
 
 
+SCRATCH_PREFIX = ".activity-"
+
+
+def _scratch_base(store: Store) -> Path | None:
+    return None if is_remote(store.root) else Path(store.root) / "_staging"
+
+
+def _remove_dead_scratch(store: Store) -> None:
+    """Remove the scratch folders of killed runs: a run killed in the streaming pass leaves
+    its folder, up to a whole day's activity. Writers of a store's activity hold its ingest
+    lock (billing_pipeline.locks), so no live run owns one."""
+    base = _scratch_base(store)
+    if base is not None and base.is_dir():
+        for left in base.glob(f"{SCRATCH_PREFIX}*"):
+            shutil.rmtree(left, ignore_errors=True)
+
+
 @contextmanager
 def _scratch(store: Store) -> Iterator[Path]:
     """A scratch folder on the store's file system when it is local (files are then
     renamed into place, not copied), else a local temporary one."""
-    root = store.root
-    base = None if is_remote(root) else Path(root) / "_staging"
+    base = _scratch_base(store)
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=".activity-", dir=base))
+    folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=base))
     try:
         yield folder
     finally:

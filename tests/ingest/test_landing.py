@@ -220,3 +220,21 @@ def test_progress_is_one_line_per_batch_of_files(landing: Landing) -> None:
     said: list[str] = []
     ingest_landing(landing.dir, landing.store, TIMEZONES, log=said.append)
     assert said == ["parsed 3 files, 6 lines: a.ndjson .. c.ndjson"]
+
+
+def test_a_killed_runs_scratch_folder_is_removed_by_the_next_build(landing: Landing) -> None:
+    # A run killed during the streaming pass leaves its scratch folder (a day's activity at
+    # scale) in _staging; the next build, under the same ingest lock, must not keep it.
+    landing.write("a.ndjson", [line(event(event_id="e1"))])
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+    left = landing.store.root / "_staging" / ".activity-killed"
+    (left / "2026-11-02" / "acme").mkdir(parents=True)
+    (left / "2026-11-02" / "acme" / "000000.parquet").write_bytes(b"partial")
+    build_activity(landing.store, date(2026, 11, 2), TIMEZONES)
+    assert not left.exists()
+    assert [p.name for p in (landing.store.root / "_staging").glob(".activity-*")] == []
+    assert activity_rows(landing, date(2026, 11, 2))["event_id"].to_list() == ["e1"]
+    # Also when the rerun has no events to write (the killed run had written them all).
+    left.mkdir()
+    build_activity(landing.store, date(2026, 11, 20), TIMEZONES)
+    assert not left.exists()
