@@ -124,10 +124,9 @@ class Store:
     def status_file(self, fid: str) -> DataPath:
         return self.root / "_staging" / "status" / f"file_id={fid}" / PART
 
-    def register_file(self, client_id: str) -> DataPath:
-        return (
-            self.root / "_staging" / "register" / f"client_id={check_client_id(client_id)}" / PART
-        )
+    def register_dir(self, client_id: str) -> DataPath:
+        """A client's dedup register: segment files and their index (ingest/register.py)."""
+        return self.root / "_staging" / "register" / f"client_id={check_client_id(client_id)}"
 
     def landing_identities_file(self) -> DataPath:
         return self.root / "_staging" / "landing_identities.parquet"

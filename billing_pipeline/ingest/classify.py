@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from billing_pipeline.storage import Store, read_parquet, scan_parquet
+from billing_pipeline.storage import Store, scan_parquet
 
 REGISTER_SCHEMA = {
     "event_id": pl.Utf8,
@@ -138,15 +138,10 @@ def _load_content(store: Store, copies: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts, how="vertical_relaxed")
 
 
-def load_register(store: Store, client_id: str) -> pl.DataFrame:
-    """A client's register. Fingerprints another Polars version computed, or missing in a
-    register written before they existed, are null: such copies are compared by content."""
-    frame = read_parquet(store.register_file(client_id), REGISTER_SCHEMA)
-    if "fingerprint" not in frame.columns:
-        return frame.with_columns(
-            pl.lit(None, pl.UInt64).alias("fingerprint"),
-            pl.lit(None, pl.Utf8).alias("fingerprint_of"),
-        )
-    return frame.with_columns(
+def trusted_fingerprints(rows: pl.DataFrame) -> pl.DataFrame:
+    """Register rows with the fingerprints another Polars version computed made null (those
+    missing from a register written before they existed are read as null): such copies are
+    compared by content."""
+    return rows.with_columns(
         pl.when(pl.col("fingerprint_of") == FINGERPRINT_OF).then(pl.col("fingerprint"))
     )

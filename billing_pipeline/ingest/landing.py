@@ -4,8 +4,10 @@ One call brings the outputs up to date with the landing directory and the rate c
 
 1. every landing file whose sha256 is not in the manifest is parsed (``validation``) and its
    lines stored; an unchanged file is never parsed again;
-2. every client that appears in a new file, or whose rate card appeared or vanished, is
-   classified again over its whole register (``classify``);
+2. for every client that appears in a new file, the event ids the run brings (or whose
+   lines a re-parsed file dropped) are classified again, and the client's register of
+   every line it ever landed is updated (``register``, ``classify``); a client whose rate
+   card appeared or vanished is classified again whole;
 3. files whose line outcomes changed get their status, quarantine partition and manifest
    row rewritten.
 
@@ -27,14 +29,9 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.ingest.classify import (
-    FINGERPRINT_OF,
-    REGISTER_SCHEMA,
-    classify_client,
-    content_fingerprint,
-    load_register,
-)
+from billing_pipeline.ingest.classify import FINGERPRINT_OF, REGISTER_SCHEMA, content_fingerprint
 from billing_pipeline.ingest.reading import file_sha256, list_landing_files
+from billing_pipeline.ingest.register import registered, update_register
 from billing_pipeline.ingest.validation import parse_batch
 from billing_pipeline.storage import (
     Store,
@@ -305,17 +302,14 @@ def ingest_landing(
     updates = []
     changed = list(changed_files)
     for client_id in affected:
-        old = load_register(store, client_id)
-        new, before, after = _reclassify(
+        before, after = update_register(
             store,
             client_id,
-            old,
             _plain(fresh_by_client.pop(client_id, None)),
             changed,
             known=client_id in known_clients,
             whole=client_id in interrupted or client_id in flipped,
         )
-        write_parquet(new, store.register_file(client_id), durable=False)
         updates.append(
             _changes(
                 before.clear() if client_id in interrupted else before, after, changed_files
@@ -544,42 +538,7 @@ def _clients_in(store: Store, file_ids: set[str]) -> set[str]:
 
 
 def _registered(store: Store, clients: set[str]) -> set[str]:
-    return {c for c in clients if store.register_file(c).exists()}
-
-
-_REGISTER_ORDER = ["event_id", "source_file", "source_line"]
-
-
-def _reclassify(
-    store: Store,
-    client_id: str,
-    old: pl.DataFrame,
-    fresh: pl.DataFrame,
-    changed: list[str],
-    known: bool,
-    whole: bool,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The client's register brought up to date (the rows of ``changed`` files replaced by
-    ``fresh``), and the rows whose outcome may have moved: as they were, and as they are.
-
-    A row's status depends only on the rows with its event id (the first copy wins, later
-    ones are compared with it), so only the event ids this run adds or removes rows of are
-    classified again: classifying every event the client ever landed made each night cost
-    more than the last. ``whole`` (a client whose rate card came or went, or one a killed
-    run left half done) classifies every row.
-    """
-    kept = old.filter(~pl.col("file_id").is_in(changed))
-    if whole:
-        rows = pl.concat([kept, fresh], how="vertical_relaxed")
-        new = classify_client(store, client_id, rows, known=known).sort(_REGISTER_ORDER)
-        return new, old, new
-    gone = old.filter(pl.col("file_id").is_in(changed))["event_id"]
-    ids = pl.concat([fresh["event_id"], gone]).unique().implode()
-    touched = pl.col("event_id").is_in(ids)
-    rows = pl.concat([kept.filter(touched), fresh], how="vertical_relaxed")
-    again = classify_client(store, client_id, rows, known=known)
-    new = pl.concat([kept.filter(~touched), again], how="vertical_relaxed").sort(_REGISTER_ORDER)
-    return new, old.filter(touched), again
+    return {c for c in clients if registered(store, c)}
 
 
 def _changes(old: pl.DataFrame, new: pl.DataFrame, changed_files: set[str]) -> pl.DataFrame:

@@ -8,6 +8,8 @@ from pathlib import Path
 import polars as pl
 
 from billing_pipeline.ingest.landing import ingest_landing
+from billing_pipeline.ingest.register import read_register
+from billing_pipeline.storage import Store
 from tests.ingest.conftest import TIMEZONES, Landing, event, line
 
 TWO = {**TIMEZONES, "bolt": "Asia/Tokyo"}
@@ -18,10 +20,15 @@ def ev(n: int, client: str = "acme", units: int = 3) -> str:
 
 
 def outputs(root: Path) -> dict[str, pl.DataFrame]:
-    """Every staged register and status file and every quarantine file, by path, rows sorted;
+    """Every client's register (its rows: how they are cut into segment files depends on
+    the nights), every staged status file and every quarantine file, by path, rows sorted;
     the manifest without its sha256 (the same files give the same hashes anyway)."""
     out = {}
-    for folder in ("_staging/register", "_staging/status", "quarantine"):
+    store = Store(root)
+    for folder in sorted((root / "_staging" / "register").iterdir()):
+        client_id = folder.name.removeprefix("client_id=")
+        out[f"register {client_id}"] = read_register(store, client_id)
+    for folder in ("_staging/status", "quarantine"):
         for path in sorted((root / folder).rglob("*.parquet")):
             frame = pl.read_parquet(path)
             out[path.relative_to(root).as_posix()] = frame.sort(frame.columns)

@@ -16,6 +16,7 @@ from billing_pipeline.generate import GenerateOptions, generate
 from billing_pipeline.ingest import activity, landing
 from billing_pipeline.ingest.activity import build_activity_range
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
+from billing_pipeline.ingest.register import read_register
 from billing_pipeline.ratecards import load_ratecards
 from billing_pipeline.storage import Store
 from tests.ingest.conftest import TIMEZONES, Landing, event, line
@@ -92,9 +93,12 @@ def test_register_without_fingerprints_still_tells_copies_apart(
     land = Landing(tmp_path)
     land.write("a.ndjson", [line(event(event_id="e1")), line(event(event_id="e2"))])
     ingest_landing(land.dir, land.store, TIMEZONES)
-    # A register written before fingerprints existed (or by another Polars version).
-    path = land.store.register_file("acme")
-    pl.read_parquet(path).drop("fingerprint", "fingerprint_of").write_parquet(path)
+    # A register written before fingerprints and segments existed: one file, no index.
+    folder = land.store.register_dir("acme")
+    old = read_register(land.store, "acme").drop("fingerprint", "fingerprint_of")
+    for path in folder.iterdir():
+        path.unlink()
+    old.write_parquet(folder / "part-0.parquet")
     land.write(
         "b.ndjson",
         [line(event(event_id="e1")), line(event(event_id="e2", payload={"units": 9}))],

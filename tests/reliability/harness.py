@@ -23,6 +23,9 @@ from pathlib import Path
 
 import polars as pl
 
+from billing_pipeline.ingest.register import read_register
+from billing_pipeline.storage import Store
+
 PROJECT = Path(__file__).resolve().parents[2]
 BILLING = [str(Path(sys.executable).parent / "billing")]
 # Two billing months (the run crosses a month end), two clients, a few hundred events.
@@ -153,11 +156,16 @@ def content(path: Path) -> bytes:
 
 
 def snapshot(data: Path) -> dict[str, object]:
-    """Every output file: the rows of a Parquet file, the bytes of any other."""
+    """Every output file: the rows of a Parquet file, the bytes of any other; a client's
+    dedup register as its rows, whichever segment files hold them (a rerun after a kill
+    may cut them differently: billing_pipeline/ingest/register.py)."""
     out: dict[str, object] = {}
     for path in visible_files(data):
         key = path.relative_to(data).as_posix()
-        if path.name == "landing_identities.parquet":
+        if path.parent.parent.name == "register" and path.parent.parent.parent.name == "_staging":
+            client_id = path.parent.name.removeprefix("client_id=")
+            out[f"register of {client_id}"] = read_register(Store(data), client_id)
+        elif path.name == "landing_identities.parquet":
             out[key] = _landing_identities(path)
         else:
             out[key] = pl.read_parquet(path) if path.suffix == ".parquet" else content(path)

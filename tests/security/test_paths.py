@@ -41,7 +41,7 @@ def test_the_store_names_no_directory_after_a_hostile_client_id(
         lambda: store.rule_errors_file("2026-03", client),
         lambda: store.invoice_dir("2026-03", client),
         lambda: store.activity_file(date(2026, 3, 1), client),
-        lambda: store.register_file(client),
+        lambda: store.register_dir(client),
         lambda: charges_state_file(store, "2026-03", client),
     ):
         with pytest.raises(ValueError, match="not a client id"):

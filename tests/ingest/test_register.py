@@ -1,0 +1,107 @@
+"""The dedup register in segments (billing_pipeline/ingest/register.py): a night writes the
+rows it brings and the segments whose outcomes moved, never the untouched history, and the
+register keeps about log2(nights) segments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from billing_pipeline.ingest import register
+from billing_pipeline.ingest.landing import ingest_landing
+from billing_pipeline.ingest.register import read_register
+from tests.ingest.conftest import TIMEZONES, Landing, event, line
+
+
+def night(landing: Landing, n: int, ids: range, units: int = 3) -> None:
+    lines = [line(event(event_id=f"e{i:05d}", payload={"units": units})) for i in ids]
+    landing.write(f"d{n:03d}/a.ndjson", lines)
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+
+
+def segment_files(landing: Landing) -> dict[str, int]:
+    """Segment file name -> inode (a rewritten file gets a new name, a kept one its inode)."""
+    folder = landing.store.register_dir("acme")
+    return {p.name: p.stat().st_ino for p in folder.glob("seg-*.parquet")}
+
+
+def index(landing: Landing) -> dict:
+    return json.loads((landing.store.register_dir("acme") / "index.json").read_text())
+
+
+def test_nights_of_new_events_keep_few_segments_and_every_row(landing: Landing) -> None:
+    for n in range(1, 21):
+        night(landing, n, range(n * 10, n * 10 + 10))
+    rows = read_register(landing.store, "acme")
+    assert rows.height == 200
+    assert rows["status"].unique().to_list() == ["valid"]
+    # Sizes 10 rows a night merge like a binary counter: 20 nights = 160 + 40 rows.
+    assert [r for _, r in index(landing)["segments"]] == [160, 40]
+    assert sorted(segment_files(landing)) == sorted(n for n, _ in index(landing)["segments"])
+
+
+def test_a_night_that_touches_no_old_event_leaves_old_segments_alone(landing: Landing) -> None:
+    night(landing, 1, range(0, 40))
+    before = segment_files(landing)
+    night(landing, 2, range(100, 110))  # 40 rows then 10: no merge (40 >= 2 x 10)
+    after = segment_files(landing)
+    assert before.items() <= after.items()
+    assert len(after) == 2
+
+
+def test_a_copy_that_moves_an_old_outcome_rewrites_only_its_segment(landing: Landing) -> None:
+    night(landing, 5, range(0, 40))
+    night(landing, 6, range(100, 110))
+    first, second = (name for name, _ in index(landing)["segments"])
+    # A late file whose path sorts first: its copy of e00103 (different content) wins, so
+    # the night-6 line becomes a duplicate_conflict; the night-5 segment is not touched.
+    lines = [line(event(event_id="e00103", payload={"units": 9}))]
+    landing.write("d000/late.ndjson", lines)
+    inode = segment_files(landing)[first]
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+    names = [name for name, _ in index(landing)["segments"]]
+    assert names[0] == first and segment_files(landing)[first] == inode
+    assert second not in names
+    rows = read_register(landing.store, "acme").filter(pl.col("event_id") == "e00103")
+    assert sorted(zip(rows["source_file"], rows["status"], rows["reason"], strict=True)) == [
+        ("d000/late.ndjson", "valid", None),
+        ("d006/a.ndjson", "quarantined", "duplicate_conflict"),
+    ]
+
+
+def test_merges_stop_at_the_segment_size_cap(
+    landing: Landing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(register, "MAX_SEGMENT_ROWS", 25)
+    for n in range(1, 9):
+        night(landing, n, range(n * 10, n * 10 + 10))
+    sizes = [r for _, r in index(landing)["segments"]]
+    # 10 + 10 merge to 20; 20 + 10 would pass 25, so 20 stays and the next pair merges.
+    assert sizes == [20, 20, 20, 20]
+    assert read_register(landing.store, "acme").height == 80
+
+
+def test_files_a_killed_run_left_are_removed_by_the_next_write(landing: Landing) -> None:
+    night(landing, 1, range(0, 10))
+    folder = landing.store.register_dir("acme")
+    (folder / "seg-000099.parquet").write_bytes(b"left by a killed run")
+    night(landing, 2, range(10, 20))
+    assert not (folder / "seg-000099.parquet").exists()
+    assert read_register(landing.store, "acme").height == 20
+
+
+def test_a_re_parsed_file_drops_its_old_rows_from_their_segment(landing: Landing) -> None:
+    night(landing, 1, range(0, 30))
+    night(landing, 2, range(30, 40))
+    # night 1's file delivered again, changed: e00000..e00004 gone, e00005 new content
+    path = Path(landing.dir / "d001/a.ndjson")
+    kept = [line(event(event_id=f"e{i:05d}")) for i in range(6, 30)]
+    path.write_text("\n".join([line(event(event_id="e00005", payload={"units": 8})), *kept]) + "\n")
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+    rows = read_register(landing.store, "acme")
+    assert rows.height == 35
+    assert rows["event_id"].min() == "e00005"
+    assert rows["status"].unique().to_list() == ["valid"]
