@@ -154,7 +154,9 @@ def _probe(segments: Segments, ids: pl.Series, files: list[str]) -> pl.DataFrame
     empty = pl.DataFrame(schema={**REGISTER_SCHEMA, "_segment": pl.Utf8})
     if not segments.names or (ids.is_empty() and not files):
         return empty
-    hit = pl.col("event_id").is_in(ids.unique().implode()) | pl.col("file_id").is_in(files)
+    hit = pl.col("event_id").is_in(ids.unique().implode())
+    if files:  # most nights re-parse no file: no file_id column to read
+        hit = hit | pl.col("file_id").is_in(files)
     found = (
         scan_parquet(segments.paths(), include_file_paths="_segment", dataset=REGISTER_SCHEMA)
         .filter(hit)
