@@ -30,7 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from billing_pipeline.ingest.classify import FINGERPRINT_OF, REGISTER_SCHEMA, content_fingerprint
-from billing_pipeline.ingest.reading import file_sha256, list_landing_files
+from billing_pipeline.ingest.reading import file_sha256, landing_entries
 from billing_pipeline.ingest.register import registered, update_register
 from billing_pipeline.ingest.validation import parse_batch
 from billing_pipeline.storage import (
@@ -246,14 +246,15 @@ def ingest_landing(
     result = LandingResult()
     old_manifest = read_parquet(store.manifest_file(), MANIFEST_SCHEMA)
     known_sha = dict(zip(old_manifest["source_file"], old_manifest["sha256"], strict=True))
-    paths = list_landing_files(landing_dir)
-    result.files_seen = len(paths)
+    entries = landing_entries(landing_dir)
+    result.files_seen = len(entries)
 
     new_rows: dict[str, list[pl.DataFrame]] = {}  # client -> its new register rows
     parsed: dict[str, tuple[int, str | None]] = {}  # file_id -> (blank lines, problem)
     fresh_files: dict[str, _Fresh] = {}
     todo = []
-    sources = [path.relative_to(landing_dir).as_posix() for path in paths]
+    sources = [source for source, _ in entries]
+    paths = [path for _, path in entries]
     shas = _landing_shas(store, paths, sources)
     for path, source, sha in zip(paths, sources, shas, strict=True):
         if known_sha.get(source) == sha and _staged(store, file_id(source)):

@@ -65,7 +65,7 @@ from billing_pipeline.defs.partitions import (
     monthly_partitions,
 )
 from billing_pipeline.defs.resources import BillingSettings
-from billing_pipeline.ingest.reading import list_landing_files
+from billing_pipeline.ingest.reading import landing_entries
 from billing_pipeline.months import next_month
 from billing_pipeline.ratecards import RateCardError
 from billing_pipeline.storage import read_parquet
@@ -198,9 +198,9 @@ def landing_listing(settings: BillingSettings) -> dict[str, str]:
     """Landing files by path relative to the landing dir, as ``size:mtime_ns`` (cheap)."""
     root = settings.paths().landing
     listing = {}
-    for path in list_landing_files(root):
+    for source, path in landing_entries(root):
         stat = path.stat()
-        listing[path.relative_to(root).as_posix()] = f"{stat.st_size}:{stat.st_mtime_ns}"
+        listing[source] = f"{stat.st_size}:{stat.st_mtime_ns}"
     return listing
 
 
