@@ -39,11 +39,11 @@ from billing_pipeline.storage import (
     PART,
     DataPath,
     Store,
+    atomic_path,
     child_files,
     read_parquet,
     remove_file,
     scan_parquet,
-    write_bytes,
     write_parquet,
 )
 
@@ -92,9 +92,10 @@ class Segments:
     def commit(self) -> None:
         """Write the index, then remove every file of the folder it does not name."""
         segments = [[n, r] for n, r in zip(self.names, self.rows, strict=True)]
-        write_bytes(
-            json.dumps({"segments": segments, "next": self.next}).encode(), self.folder / INDEX
-        )
+        # Not flushed to disk, like the segments and the rest of ingestion's staging
+        # (storage.atomic_path): a flush per client cost ~3 ms of a night's wall time.
+        with atomic_path(self.folder / INDEX, durable=False) as tmp:
+            tmp.write_bytes(json.dumps({"segments": segments, "next": self.next}).encode())
         named = {INDEX, *self.names}
         for name in child_files(self.folder):
             if name not in named:
