@@ -104,6 +104,16 @@ def test_landing_sensor_sees_new_and_changed_files_once(
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     [changed] = tick("billing_landing_sensor", instance, world).run_requests
     assert changed.tags["billing/files"] == "0 new, 1 changed"
+    # Changed until a landing run has hashed it again: the same run key, launched once.
+    [still] = tick("billing_landing_sensor", instance, world).run_requests
+    assert still.run_key == changed.run_key
+    assert launch(instance, changed, "billing_landing_job").success
+    assert tick("billing_landing_sensor", instance, world).run_requests == []
+    # A touch that changes no byte also asks for a run (the stat moved); once that run has
+    # hashed the file again, the sensor is quiet.
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    [touched] = tick("billing_landing_sensor", instance, world).run_requests
+    assert launch(instance, touched, "billing_landing_job").success
     assert tick("billing_landing_sensor", instance, world).run_requests == []
 
 

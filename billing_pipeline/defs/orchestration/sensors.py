@@ -65,10 +65,11 @@ from billing_pipeline.defs.partitions import (
     monthly_partitions,
 )
 from billing_pipeline.defs.resources import BillingSettings
+from billing_pipeline.ingest.landing import IDENTITY_SCHEMA
 from billing_pipeline.ingest.reading import landing_entries
 from billing_pipeline.months import next_month
 from billing_pipeline.ratecards import RateCardError
-from billing_pipeline.storage import read_parquet
+from billing_pipeline.storage import file_stat, read_parquet
 
 CLIENT = client_partitions.name or "client"
 LANDING = AssetKey("landing_files")
@@ -194,14 +195,15 @@ def _result(requests: list[RunRequest], after: int, extra: dict | None = None, w
 # ----------------------------------------------------------------------------- files
 
 
-def landing_listing(settings: BillingSettings) -> dict[str, str]:
-    """Landing files by path relative to the landing dir, as ``size:mtime_ns`` (cheap)."""
-    root = settings.paths().landing
-    listing = {}
-    for source, path in landing_entries(root):
-        stat = path.stat()
-        listing[source] = f"{stat.st_size}:{stat.st_mtime_ns}"
-    return listing
+def landing_listing(settings: BillingSettings) -> dict[str, list[int | str]]:
+    """Landing files by path relative to the landing dir, with their ``file_stat``."""
+    return {source: file_stat(path) for source, path in landing_entries(settings.paths().landing)}
+
+
+def landing_identities(settings: BillingSettings) -> dict[str, list[int | str]]:
+    """The ``file_stat`` each landing file had when a landing run last hashed it."""
+    frame = read_parquet(settings.store().landing_identities_file(), IDENTITY_SCHEMA)
+    return {row[0]: list(row[1:5]) for row in frame.iter_rows()}
 
 
 def manifest_paths(settings: BillingSettings) -> set[str]:
@@ -216,18 +218,22 @@ def manifest_paths(settings: BillingSettings) -> set[str]:
     job=landing_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="New landing files (a path not in the manifest) or changed ones (size or "
-    "mtime moved): one landing_files run; a late file's old dates follow through the chain.",
+    description="New landing files (a path not in the manifest) or changed ones (size, mtime, "
+    "ctime or inode moved since a landing run hashed them): one landing_files run; a late "
+    "file's old dates follow through the chain.",
 )
 def billing_landing_sensor(context: SensorEvaluationContext, settings: BillingSettings):
+    # A changed file is one whose stat moved since a landing run last hashed it (the same
+    # test the run makes before hashing again), not since the last tick: no cursor holding
+    # every file ever delivered, written on every tick. Until the run has taken it in, a
+    # file stays new or changed under the same run key, which the daemon launches once.
     listing = landing_listing(settings)
     known = manifest_paths(settings)
-    seen = _cursor(context).get("files", {})
+    seen = landing_identities(settings)
     new = sorted(p for p in listing if p not in known)
     changed = sorted(p for p in listing if p in known and p in seen and seen[p] != listing[p])
-    cursor = json.dumps({"files": listing}, sort_keys=True)
     if not new and not changed:
-        return SensorResult(skip_reason="no new or changed landing files", cursor=cursor)
+        return SkipReason("no new or changed landing files")
     pending = {p: listing[p] for p in new + changed}
     key = hashlib.sha256(json.dumps(pending, sort_keys=True).encode()).hexdigest()[:20]
     request = RunRequest(
@@ -237,7 +243,7 @@ def billing_landing_sensor(context: SensorEvaluationContext, settings: BillingSe
             "billing/files": f"{len(new)} new, {len(changed)} changed",
         },
     )
-    return SensorResult(run_requests=[request], cursor=cursor)
+    return SensorResult(run_requests=[request])
 
 
 @sensor(
