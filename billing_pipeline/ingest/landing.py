@@ -543,17 +543,16 @@ def _registered(store: Store, clients: set[str]) -> set[str]:
 
 
 def _changes(old: pl.DataFrame, new: pl.DataFrame, changed_files: set[str]) -> pl.DataFrame:
-    """Rows whose outcome is new: all rows of re-parsed files, and any whose status moved."""
+    """Rows whose outcome is new: all rows of re-parsed files, and any whose status, reason
+    or detail moved (a conflict's detail names the first copy, which a late file with an
+    earlier path replaces)."""
     keys = ["file_id", "source_line"]
+    outcome = ["status", "reason", "detail"]
     compared = new.join(
-        old.select(*keys, pl.col("status").alias("o_status"), pl.col("reason").alias("o_reason")),
-        on=keys,
-        how="left",
+        old.select(*keys, *[pl.col(c).alias(f"o_{c}") for c in outcome]), on=keys, how="left"
     )
-    moved = (
-        pl.col("file_id").is_in(list(changed_files))
-        | ~pl.col("status").eq_missing(pl.col("o_status"))
-        | ~pl.col("reason").eq_missing(pl.col("o_reason"))
+    moved = pl.col("file_id").is_in(list(changed_files)) | pl.any_horizontal(
+        ~pl.col(c).eq_missing(pl.col(f"o_{c}")) for c in outcome
     )
     return compared.filter(moved).select("file_id", *STATUS_SCHEMA.keys() - {"client_id"})
 

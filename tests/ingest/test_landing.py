@@ -238,3 +238,19 @@ def test_a_killed_runs_scratch_folder_is_removed_by_the_next_build(landing: Land
     left.mkdir()
     build_activity(landing.store, date(2026, 11, 20), TIMEZONES)
     assert not left.exists()
+
+
+def test_a_conflicts_detail_follows_the_first_copy_when_an_earlier_path_lands(
+    landing: Landing,
+) -> None:
+    # Night 1: e1 twice in a.ndjson, the second different: it conflicts with a.ndjson:1.
+    # Night 2: an earlier path brings e1 equal to a.ndjson:1: it becomes the first copy, and
+    # the conflict's detail must name it (status and reason stay the same).
+    landing.write("d1/a.ndjson", [line(event(event_id="e1")), line(event(event_id="e1", payload={"units": 9}))])
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+    landing.write("d0/early.ndjson", [line(event(event_id="e1"))])
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+    rows = quarantine(landing).select("source_file", "source_line", "reason", "detail").rows()
+    assert rows == [
+        ("d1/a.ndjson", 2, "duplicate_conflict", "differs from the first copy at d0/early.ndjson:1")
+    ]
