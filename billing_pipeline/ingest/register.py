@@ -43,6 +43,7 @@ from billing_pipeline.storage import (
     child_files,
     read_parquet,
     remove_file,
+    remove_tree,
     scan_parquet,
     write_parquet,
 )
@@ -90,7 +91,12 @@ class Segments:
         return name
 
     def commit(self) -> None:
-        """Write the index, then remove every file of the folder it does not name."""
+        """Write the index, then remove every file of the folder it does not name. A
+        register left without rows (a re-parsed file dropped all the client's lines) is
+        removed: the client has none, as if it had never landed any."""
+        if not self.names:
+            remove_tree(self.folder)
+            return
         segments = [[n, r] for n, r in zip(self.names, self.rows, strict=True)]
         # Not flushed to disk, like the segments and the rest of ingestion's staging
         # (storage.atomic_path): a flush per client cost ~3 ms of a night's wall time.
@@ -181,9 +187,8 @@ def _rewrite_touched(
     )
     lost = old.join(kept.select(KEY), on=KEY, how="anti")  # rows of re-parsed files
     rewrite = set(moved["_segment"]) | set(lost["_segment"])
-    for position, name in enumerate(list(segments.names)):
-        if name not in rewrite:
-            continue
+    for name in [n for n in segments.names if n in rewrite]:
+        position = segments.names.index(name)  # an emptied segment before it is gone
         ours = old.filter(pl.col("_segment") == name)
         updated = again.join(kept.filter(pl.col("_segment") == name).select(KEY), on=KEY)
         rows = pl.concat(

@@ -5,15 +5,19 @@ register keeps about log2(nights) segments."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from billing_pipeline.ingest import register
 from billing_pipeline.ingest.landing import ingest_landing
 from billing_pipeline.ingest.register import read_register
 from tests.ingest.conftest import TIMEZONES, Landing, event, line
+from tests.ingest.test_incremental_classify import outputs, same
 
 
 def night(landing: Landing, n: int, ids: range, units: int = 3) -> None:
@@ -105,3 +109,51 @@ def test_a_re_parsed_file_drops_its_old_rows_from_their_segment(landing: Landing
     assert rows.height == 35
     assert rows["event_id"].min() == "e00005"
     assert rows["status"].unique().to_list() == ["valid"]
+
+
+FILES = ("d0/early.ndjson", "d1/a.ndjson", "d2/b.ndjson", "d3/c.ndjson")
+DELIVERY = st.tuples(
+    st.sampled_from(FILES),
+    st.lists(
+        st.tuples(st.integers(0, 12), st.sampled_from(["acme", "bolt"]), st.sampled_from([3, 9])),
+        min_size=1,
+        max_size=8,
+    ),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    nights=st.lists(st.lists(DELIVERY, min_size=1, max_size=3), min_size=2, max_size=6),
+    bolt_from=st.integers(0, 6),
+    cap=st.sampled_from([3, 5, 1000]),
+)
+def test_any_sequence_of_nights_gives_what_one_run_over_the_final_files_gives(
+    nights: list[list[tuple[str, list[tuple[int, str, int]]]]], bolt_from: int, cap: int
+) -> None:
+    # Random deliveries night after night: new files, files delivered again (equal or
+    # changed), an early path whose copies win, copies equal or conflicting, and a client
+    # whose rate card appears on night ``bolt_from`` (a whole reclassification). Small
+    # segment caps force many segments and merges.
+    with tempfile.TemporaryDirectory() as scratch, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(register, "MAX_SEGMENT_ROWS", cap)
+        root = Path(scratch)
+        (root / "nights").mkdir()
+        (root / "once").mkdir()
+        landing = Landing(root / "nights")
+        zones = dict(TIMEZONES)
+        for n, deliveries in enumerate(nights):
+            if n == bolt_from:
+                zones["bolt"] = "Asia/Tokyo"
+            for path, lines in deliveries:
+                landing.write(path, [delivery_line(*item) for item in lines])
+            ingest_landing(landing.dir, landing.store, zones)
+        once = Landing(root / "once")
+        for path in sorted(landing.dir.rglob("*.ndjson")):
+            once.write(path.relative_to(landing.dir).as_posix(), path.read_text())
+        ingest_landing(once.dir, once.store, zones)
+        same(outputs(landing.store.root), outputs(once.store.root))
+
+
+def delivery_line(n: int, client_id: str, units: int) -> str:
+    return line(event(event_id=f"e{n}", client_id=client_id, payload={"units": units}))
