@@ -246,7 +246,10 @@ def test_a_conflicts_detail_follows_the_first_copy_when_an_earlier_path_lands(
     # Night 1: e1 twice in a.ndjson, the second different: it conflicts with a.ndjson:1.
     # Night 2: an earlier path brings e1 equal to a.ndjson:1: it becomes the first copy, and
     # the conflict's detail must name it (status and reason stay the same).
-    landing.write("d1/a.ndjson", [line(event(event_id="e1")), line(event(event_id="e1", payload={"units": 9}))])
+    landing.write(
+        "d1/a.ndjson",
+        [line(event(event_id="e1")), line(event(event_id="e1", payload={"units": 9}))],
+    )
     ingest_landing(landing.dir, landing.store, TIMEZONES)
     landing.write("d0/early.ndjson", [line(event(event_id="e1"))])
     ingest_landing(landing.dir, landing.store, TIMEZONES)
