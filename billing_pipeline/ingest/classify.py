@@ -1,8 +1,10 @@
 """Per-client classification of parsed events: valid, duplicate, or quarantined (SPEC §4).
 
 Depends on more than one file (duplicates) and on the rate cards (``unknown_client``), so it
-is recomputed for every client touched by a run, over that client's whole register: the key
-columns of every well-formed line of that client ever landed. The first copy of an event
+is recomputed for every client touched by a run, against the client's register: the key
+columns of every well-formed line of that client ever landed (``register``). A row's outcome
+depends only on the rows with its event id, so a run classifies the event ids it touches;
+a rate card that came or went classifies the whole register. The first copy of an event
 (by source file path, then line number) wins; a later copy equal to it is a duplicate, a
 later copy that differs is quarantined as ``duplicate_conflict``. Each register row keeps a
 64-bit fingerprint of its parsed envelope and payload: copies with equal fingerprints are
