@@ -138,16 +138,18 @@ def update_register(
     if whole:
         return _update_whole(store, client_id, segments, fresh, changed, known)
     old = _probe(segments, fresh["event_id"], changed)
-    gone = old.filter(pl.col("file_id").is_in(changed))["event_id"].unique()
-    extra = gone.filter(~gone.is_in(fresh["event_id"].implode()))
-    if not extra.is_empty():
-        more = _probe(segments, extra, []).join(old, on=KEY, how="anti")
-        old = pl.concat([old, more])
-    kept = old.filter(~pl.col("file_id").is_in(changed))
-    again = classify_client(
-        store, client_id, pl.concat([kept.drop("_segment"), fresh], how="vertical_relaxed"), known
-    )
-    _rewrite_touched(segments, old, kept, again)
+    if old.is_empty():  # a new client, or no copy of anything landed before: most nights
+        again = classify_client(store, client_id, fresh, known)
+    else:
+        gone = old.filter(pl.col("file_id").is_in(changed))["event_id"].unique()
+        extra = gone.filter(~gone.is_in(fresh["event_id"].implode()))
+        if not extra.is_empty():
+            more = _probe(segments, extra, []).join(old, on=KEY, how="anti")
+            old = pl.concat([old, more])
+        kept = old.filter(~pl.col("file_id").is_in(changed))
+        rows = pl.concat([kept.drop("_segment"), fresh], how="vertical_relaxed")
+        again = classify_client(store, client_id, rows, known)
+        _rewrite_touched(segments, old, kept, again)
     new_rows = again.filter(pl.col("file_id").is_in(changed))
     if not new_rows.is_empty():
         _append(segments, new_rows)
@@ -244,7 +246,8 @@ def _update_whole(
     kept = old.filter(~pl.col("file_id").is_in(changed))
     new = classify_client(store, client_id, pl.concat([kept, fresh], how="vertical_relaxed"), known)
     segments.names, segments.rows = [], []
-    new = new.sort(ORDER)
+    if new.height > MAX_SEGMENT_ROWS:
+        new = new.sort(ORDER)  # cut in event id order (each segment is sorted when written)
     for start in range(0, new.height, MAX_SEGMENT_ROWS):
         _append(segments, new.slice(start, MAX_SEGMENT_ROWS))
     segments.commit()
