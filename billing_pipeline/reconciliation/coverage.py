@@ -37,33 +37,15 @@ def type_status(event_type: str, kinds: Mapping[str, str] | None) -> str:
     return "unhandled" if is_catalog_type(event_type) else "unknown_type"
 
 
-def charged_event_ids(events: pl.DataFrame, charges: pl.DataFrame) -> pl.DataFrame:
-    """The month's events (event_id, event_type) that produced at least one charge."""
-    if events.is_empty() or charges.is_empty():
-        return pl.DataFrame(schema={"event_id": pl.Utf8, "event_type": pl.Utf8})
-    # a semi join keeps each event once however many lines it has: no unique() needed
-    return events.select("event_id", "event_type").join(
-        charges.select("event_id"), on="event_id", how="semi"
-    )
-
-
 def coverage_rows(
-    month: str,
-    client_id: str,
-    events: pl.DataFrame,
-    charges: pl.DataFrame,
-    kinds: Mapping[str, str] | None,
+    month: str, client_id: str, events: pl.DataFrame, kinds: Mapping[str, str] | None
 ) -> list[tuple[str, ...]]:
-    """One row per event type with valid events in the month, sorted by type."""
+    """One row per event type with valid events in the month, sorted by type. ``events``
+    has a ``charged`` column: whether the event produced at least one charge line."""
     if events.is_empty():
         return []
     counts = dict(events["event_type"].value_counts().iter_rows())
-    charged_frame = charged_event_ids(events, charges)
-    charged = (
-        dict(charged_frame["event_type"].value_counts().iter_rows())
-        if not charged_frame.is_empty()
-        else {}
-    )
+    charged = dict(events.filter("charged")["event_type"].value_counts().iter_rows())
     return [
         (
             month,

@@ -68,10 +68,8 @@ def _not_charged(
     if kinds is None or cm.events.is_empty() or not cm.charges_materialized:
         return []  # no rules to judge by, or nothing charged yet (reported as no_invoice)
     handled = [t for t, kind in kinds.items() if kind == "handler"]
-    left = (
-        cm.events.filter(pl.col("event_type").is_in(handled))
-        .join(cm.charges.select("event_id"), on="event_id", how="anti")
-        .join(cm.errors.select("event_id").drop_nulls(), on="event_id", how="anti")
+    left = cm.events.filter(pl.col("event_type").is_in(handled) & ~pl.col("charged")).join(
+        cm.errors.select("event_id").drop_nulls(), on="event_id", how="anti"
     )
     rows = []
     for event_type in sorted(left["event_type"].unique().to_list()):
