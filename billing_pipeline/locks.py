@@ -23,14 +23,12 @@ object storage the default is a directory per outputs URI under this host's temp
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
-from billing_pipeline.storage import Store, is_remote
+from billing_pipeline.storage import Store, host_dir, is_remote
 
 
 def lock_dir(store: Store) -> Path:
@@ -38,10 +36,9 @@ def lock_dir(store: Store) -> Path:
     if configured:
         return Path(configured)
     if is_remote(store.root):
-        # flock needs a local file: one directory per outputs URI in this host's temp dir,
-        # which keeps apart the runs of this host only (see the module docstring).
-        digest = hashlib.sha256(str(store.root).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / "billing-locks" / digest
+        # flock needs a local file: this keeps apart the runs of this host only (see the
+        # module docstring).
+        return host_dir(store.root, "locks")
     return store.root / "_locks"
 
 

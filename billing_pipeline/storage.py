@@ -70,6 +70,14 @@ def is_remote(path: DataPath) -> bool:
     return not isinstance(path, Path)
 
 
+def host_dir(root: DataPath, kind: str) -> Path:
+    """A directory of this host's for the outputs at ``root`` (when they are on an object
+    store, which cannot hold locks or scratch files): ``<tmp>/billing-<kind>/<digest>``,
+    one per outputs URI, so that runs for other outputs on the same host keep theirs."""
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"billing-{kind}" / digest
+
+
 def file_id(source_file: str) -> str:
     """A short stable directory name for a landing path (paths may hold any characters)."""
     return hashlib.sha256(source_file.encode()).hexdigest()[:20]

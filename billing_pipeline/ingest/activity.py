@@ -27,6 +27,7 @@ from billing_pipeline.storage import (
     atomic_path,
     child_dirs,
     file_id,
+    host_dir,
     is_remote,
     read_parquet,
     remove_tree,
@@ -258,27 +259,30 @@ def _place(store: Store, key: tuple[date, str], parts: list[Path]) -> pl.DataFra
 SCRATCH_PREFIX = ".activity-"
 
 
-def _scratch_base(store: Store) -> Path | None:
-    return None if is_remote(store.root) else Path(store.root) / "_staging"
+def _scratch_base(store: Store) -> Path:
+    """Where the store's scratch folders go: its own ``_staging`` on a local disk (files are
+    then renamed into place, not copied), else a directory of this host's for the store."""
+    if is_remote(store.root):
+        return host_dir(store.root, "scratch")
+    return Path(store.root) / "_staging"
 
 
 def _remove_dead_scratch(store: Store) -> None:
     """Remove the scratch folders of killed runs: a run killed in the streaming pass leaves
     its folder, up to a whole day's activity. Writers of a store's activity hold its ingest
-    lock (billing_pipeline.locks), so no live run owns one."""
+    lock (billing_pipeline.locks; with outputs on an object store, per host, like the
+    scratch folders), so no live run owns one."""
     base = _scratch_base(store)
-    if base is not None and base.is_dir():
+    if base.is_dir():
         for left in base.glob(f"{SCRATCH_PREFIX}*"):
             shutil.rmtree(left, ignore_errors=True)
 
 
 @contextmanager
 def _scratch(store: Store) -> Iterator[Path]:
-    """A scratch folder on the store's file system when it is local (files are then
-    renamed into place, not copied), else a local temporary one."""
+    """A scratch folder for one streaming pass (see ``_scratch_base``)."""
     base = _scratch_base(store)
-    if base is not None:
-        base.mkdir(parents=True, exist_ok=True)
+    base.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=base))
     try:
         yield folder

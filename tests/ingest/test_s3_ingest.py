@@ -4,6 +4,7 @@ that write their staging to the bucket themselves: the same datasets as on a loc
 from __future__ import annotations
 
 import io
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from billing_pipeline.ingest import landing
 from billing_pipeline.ingest.activity import build_activity_range
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
 from billing_pipeline.ratecards import load_ratecards
-from billing_pipeline.storage import Store
+from billing_pipeline.storage import Store, host_dir
 from tests import s3_server
 from tests.s3_server import s3_keys
 
@@ -58,7 +59,17 @@ def test_ingesting_into_s3_with_worker_processes_gives_the_local_datasets(
     # Every batch to the two spawned parse processes, which upload their staged lines.
     monkeypatch.setattr(landing, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(landing, "POOL_BATCH_BYTES", 16 * 1024)
-    remote_built = _ingest(tmp_path / "landing", zones, Store(f"s3://{s3_bucket}/w"))
+    # A killed run's activity scratch folder (on this host: the bucket holds no scratch)
+    # goes with the next build; one of other outputs on the same host stays.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "host-tmp"))
+    (tmp_path / "host-tmp").mkdir()
+    remote = Store(f"s3://{s3_bucket}/w")
+    left = host_dir(remote.root, "scratch") / ".activity-killed"
+    other = host_dir(Store(f"s3://{s3_bucket}/other").root, "scratch") / ".activity-live"
+    for folder in (left, other):
+        (folder / "2026-03-30").mkdir(parents=True)
+    remote_built = _ingest(tmp_path / "landing", zones, remote)
+    assert not left.exists() and other.exists()
     assert remote_built == local_built
     assert sum(events for _, events, _ in local_built) > 0
 
