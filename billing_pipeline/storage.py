@@ -232,7 +232,7 @@ def read_parquet(
     """The file's rows (``columns`` of them), or an empty frame of ``schema`` when there is
     no file yet. ``dataset``: the dataset's schema now; a column of it that the file lacks
     (written before the column was added) is read as nulls."""
-    missing = {"schema": dataset, "missing_columns": "insert"} if dataset else {}
+    missing = _missing_columns(dataset)
     try:
         if is_remote(path):
             # One GET; a missing key is FileNotFoundError. (open(), or cat_file's default
@@ -249,6 +249,11 @@ def read_parquet(
     return empty if columns is None else empty.select(columns)
 
 
+def _missing_columns(dataset: dict[str, pl.DataType] | None) -> dict:
+    """Polars' reader options that read a ``dataset`` column a file lacks as nulls."""
+    return {"schema": dataset, "missing_columns": "insert"} if dataset else {}
+
+
 def scan_parquet(
     paths: str | DataPath | Sequence[str | DataPath],
     include_file_paths: str | None = None,
@@ -260,8 +265,9 @@ def scan_parquet(
     listed = [paths] if isinstance(paths, (str, Path, UPath)) else paths
     files = [data_root(p) for p in listed]
     if not any(is_remote(p) for p in files):
-        missing = {"schema": dataset, "missing_columns": "insert"} if dataset else {}
-        return pl.scan_parquet(files, include_file_paths=include_file_paths, **missing)
+        return pl.scan_parquet(
+            files, include_file_paths=include_file_paths, **_missing_columns(dataset)
+        )
     frames = [read_parquet(p, dataset=dataset).lazy() for p in files]
     if include_file_paths is not None:
         frames = [

@@ -28,10 +28,6 @@ class Line(NamedTuple):
     detail: str = ""
 
 
-def is_landing_file(path: Path) -> bool:
-    return path.is_file() and path.name.endswith(LANDING_SUFFIXES)
-
-
 def list_landing_files(landing_dir: Path) -> list[Path]:
     """Landing files at any depth, in path order (the order duplicates are resolved in).
 
