@@ -65,6 +65,16 @@ def classify_client(store: Store, client_id: str, rows: pl.DataFrame, known: boo
     )
 
 
+# A row's outcome: what its status file and quarantine say about it.
+OUTCOME = ("status", "reason", "detail")
+
+
+def outcome_moved(prefix: str) -> pl.Expr:
+    """True where a row's OUTCOME differs from its ``prefix``-named copy (``o_status``, ...);
+    a conflict's detail counts: it names the first copy, which a late file can replace."""
+    return pl.any_horizontal(~pl.col(c).eq_missing(pl.col(f"{prefix}{c}")) for c in OUTCOME)
+
+
 # Polars' hash is stable within one Polars version only: each row names the version that
 # computed its fingerprint, and a fingerprint of another version is not trusted.
 FINGERPRINT_OF = f"polars-{pl.__version__}"

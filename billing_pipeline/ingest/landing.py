@@ -29,7 +29,13 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.ingest.classify import FINGERPRINT_OF, REGISTER_SCHEMA, content_fingerprint
+from billing_pipeline.ingest.classify import (
+    FINGERPRINT_OF,
+    OUTCOME,
+    REGISTER_SCHEMA,
+    content_fingerprint,
+    outcome_moved,
+)
 from billing_pipeline.ingest.reading import file_sha256, landing_entries
 from billing_pipeline.ingest.register import registered, update_register
 from billing_pipeline.ingest.validation import parse_batch
@@ -543,17 +549,12 @@ def _registered(store: Store, clients: set[str]) -> set[str]:
 
 
 def _changes(old: pl.DataFrame, new: pl.DataFrame, changed_files: set[str]) -> pl.DataFrame:
-    """Rows whose outcome is new: all rows of re-parsed files, and any whose status, reason
-    or detail moved (a conflict's detail names the first copy, which a late file with an
-    earlier path replaces)."""
+    """Rows whose outcome is new: all rows of re-parsed files, and any whose outcome moved."""
     keys = ["file_id", "source_line"]
-    outcome = ["status", "reason", "detail"]
     compared = new.join(
-        old.select(*keys, *[pl.col(c).alias(f"o_{c}") for c in outcome]), on=keys, how="left"
+        old.select(*keys, *[pl.col(c).alias(f"o_{c}") for c in OUTCOME]), on=keys, how="left"
     )
-    moved = pl.col("file_id").is_in(list(changed_files)) | pl.any_horizontal(
-        ~pl.col(c).eq_missing(pl.col(f"o_{c}")) for c in outcome
-    )
+    moved = pl.col("file_id").is_in(list(changed_files)) | outcome_moved("o_")
     return compared.filter(moved).select("file_id", *STATUS_SCHEMA.keys() - {"client_id"})
 
 

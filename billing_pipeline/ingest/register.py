@@ -34,7 +34,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from billing_pipeline.ingest.classify import REGISTER_SCHEMA, classify_client, trusted_fingerprints
+from billing_pipeline.ingest.classify import (
+    OUTCOME,
+    REGISTER_SCHEMA,
+    classify_client,
+    outcome_moved,
+    trusted_fingerprints,
+)
 from billing_pipeline.storage import (
     PART,
     DataPath,
@@ -181,10 +187,9 @@ def _rewrite_touched(
 ) -> None:
     """A new version of each segment that lost rows (of re-parsed files) or whose rows'
     outcomes moved; the others stay as they are."""
-    outcome = ["status", "reason", "detail"]
     moved = (
-        kept.join(again.select(*KEY, *[pl.col(c).alias(f"new_{c}") for c in outcome]), on=KEY)
-        .filter(pl.any_horizontal(~pl.col(c).eq_missing(pl.col(f"new_{c}")) for c in outcome))
+        kept.join(again.select(*KEY, *[pl.col(c).alias(f"new_{c}") for c in OUTCOME]), on=KEY)
+        .filter(outcome_moved("new_"))
         .select("_segment")
     )
     lost = old.join(kept.select(KEY), on=KEY, how="anti")  # rows of re-parsed files
