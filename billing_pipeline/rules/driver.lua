@@ -343,6 +343,14 @@ local function deep_copy(v)
   return t
 end
 
+-- Compiled module chunks by chunk name and source, kept for the runtime's life. A runtime
+-- serves the batches of an engine worker one after another (batch.py), each in a fresh
+-- environment: running the same chunk again there makes fresh module state (new tables and
+-- closures: nothing a rule keeps reaches the next batch) from the same function prototypes,
+-- whose compiled traces LuaJIT keeps. Loading the source again would make new prototypes
+-- and compile everything again, which cost more than the Lua of a small batch (issue 7).
+local CHUNKS = {}
+
 -- Builds the environment for one rules file: `modules` maps module names to
 -- {source=, chunkname=} (or {refused=reason}); returns env and the `require` cache.
 local function make_env(modules, on_load)
@@ -394,9 +402,17 @@ local function make_env(modules, on_load)
     if mod.error then
       error(mod.error, 0)
     end
-    local fn, err = load(mod.source, mod.chunkname, "t", env)
-    if not fn then
-      error(err, 0)
+    local key = mod.chunkname .. "\0" .. mod.source
+    local fn = CHUNKS[key]
+    if fn == nil then
+      local err
+      fn, err = load(mod.source, mod.chunkname, "t", env)
+      if not fn then
+        error(err, 0)
+      end
+      CHUNKS[key] = fn
+    else
+      setfenv(fn, env)
     end
     loading[name] = true
     local ok, result = pcall(fn, name)
@@ -1091,6 +1107,10 @@ return function(order, lo, hi)
 end
 ]==]
 
+-- Per event type, for the runtime's life: the event loop's chunk and the payload decoder
+-- (its learnt shapes). Both are trusted code whose results do not depend on what ran before.
+local RUN_LOOPS, DECODERS = {}, {}
+
 -- Returns a runner for one rules table.
 function M.new_batch(rules, spec)
   local client_id = spec.client_id
@@ -1098,7 +1118,9 @@ function M.new_batch(rules, spec)
   -- A small batch runs interpreted from here on (batch.py's JIT_MIN_EVENTS says why); the
   -- budget ticks are in the rule's source, so they count the same either way.
   local jit_wanted = spec.jit ~= false
-  if not jit_wanted then
+  if jit_wanted then
+    jit.on() -- the runtime may have run a small batch before
+  else
     jit.off()
   end
   RLIMIT_AS = spec.rlimit_as or RLIMIT_AS
@@ -1442,14 +1464,22 @@ function M.new_batch(rules, spec)
   end
 
   -- The events of one type, in input order: build `e`, run the handler under its budget.
-  -- The loop is loaded afresh for every type, so each type gets its own traces: monomorphic
-  -- (one handler, one payload shape), the JIT compiles the event building, the payload
-  -- decoder, the handler and `charge` into one loop.
-  local function run_type(h, order, lo, hi)
-    local fn = assert(load(RUN_TYPE_SRC, "=run_type", "t", {}))
-    local loop = fn(
-      pay, setmetatable, E_MT, ROW, rows, charge, ctxs, vcode, begin, done, new_decoder(), h
-    )
+  -- Each type has a loop of its own (RUN_LOOPS), so each type gets its own traces:
+  -- monomorphic (one handler, one payload shape), the JIT compiles the event building, the
+  -- payload decoder, the handler and `charge` into one loop. The loops and the decoders are
+  -- kept for the runtime's next batches (see CHUNKS).
+  local function run_type(name, h, order, lo, hi)
+    local fn = RUN_LOOPS[name]
+    if fn == nil then
+      fn = assert(load(RUN_TYPE_SRC, "=run_type", "t", {}))
+      RUN_LOOPS[name] = fn
+    end
+    local decode = DECODERS[name]
+    if decode == nil then
+      decode = new_decoder()
+      DECODERS[name] = decode
+    end
+    local loop = fn(pay, setmetatable, E_MT, ROW, rows, charge, ctxs, vcode, begin, done, decode, h)
     local j = lo
     while j < hi do
       local ok, err = pcall(loop, order, j, hi)
@@ -1504,7 +1534,7 @@ function M.new_batch(rules, spec)
       for code = 0, n_types - 1 do
         local h = handlers[code]
         if h then
-          run_type(h, order, first[code], first[code + 1])
+          run_type(types[code], h, order, first[code], first[code + 1])
         else -- no lines for these events
           for j = first[code], first[code + 1] - 1 do
             starts[j] = n_out

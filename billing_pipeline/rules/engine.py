@@ -165,8 +165,9 @@ and tables made only for what a handler reads), not more tuning of this one.
 Limits: the instruction budget is the counter above (reset per handler call; shared by
 coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume``
 re-raise); the memory cap is a limit on the forked worker's address space
-(``lua.MemoryCap``: what it uses when the runtime starts plus the cap; each runtime has a
-worker of its own, so this is the per-runtime cap of SPEC §5, and LuaJIT runs on its own
+(``lua.MemoryCap``: what it uses when a batch starts, after a full collection, plus the cap;
+a worker hosts one runtime, which evaluates its batches one after another, each in a fresh
+sandbox, so this is the per-runtime cap of SPEC §5 for each batch, and LuaJIT runs on its own
 allocator, ~30% faster than lupa's ``max_memory`` one); the charge arrays live outside the
 Lua heap and raise the limit by their own size (what one handler call can add to them is
 bounded by its budget); the wall clock is enforced by running each batch in a forked child

@@ -3,8 +3,12 @@
 A nightly run charges hundreds of client-months, most of them small; forking a worker for
 each cost more than their Lua did (issue 7). Here every job's batch is encoded first, then
 one forked child (``worker.run_many_with_deadline``) evaluates them one after another, each
-in a fresh Lua runtime under its own memory cap and its own wall-clock deadline, exactly as
-``RuleEngine.evaluate`` would in a child of its own, so the results are the same frames.
+in a fresh sandbox (its rules and modules loaded afresh: nothing one job's rules keep reaches
+the next) under its own memory cap and its own wall-clock deadline, so the results are the
+frames ``RuleEngine.evaluate`` gives in a child of its own. The child keeps one Lua runtime
+for all of them (batch._worker_runtime), so the code LuaJIT compiled for one client-month
+serves the next: with a fresh runtime per job, compiling again cost most of the Lua time of
+the small client-months.
 
 A job whose batch times out or crashes the child is evaluated again on its own by
 ``RuleEngine.evaluate``, which pins the event to blame and evaluates the rest without it (a

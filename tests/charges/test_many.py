@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -87,6 +88,61 @@ def test_each_job_gets_what_evaluate_alone_gives_it(engine: RuleEngine) -> None:
     assert results[4].charges.height == 6
     assert results[6].charges.height == 100
     assert results[5].errors.height == 20  # rules that do not load: every event in error
+
+
+# Impure on purpose (SPEC §5 asks handlers to be pure; nothing makes them): a module's table
+# and a rules file's upvalue count the events they saw. The worker keeps one Lua runtime for
+# all its jobs (batch.py), so these would carry one job's events into the next if a job's
+# rules and modules were not made afresh for it.
+TALLY = "local seen = {n = 0}\nreturn seen\n"
+STATEFUL = """
+local seen = require("lib.tally")
+local calls = 0
+return {
+  picked = function(e, charge)
+    seen.n = seen.n + 1
+    calls = calls + 1
+    charge("PICK", seen.n, {memo = tostring(calls)})
+  end,
+}
+"""
+OTHER_STATEFUL = """
+local seen = require("lib.tally")
+return {
+  picked = function(e, charge)
+    seen.n = seen.n + 10
+    charge("PICK", seen.n)
+  end,
+}
+"""
+
+
+def test_nothing_a_job_keeps_reaches_the_next_job(engine: RuleEngine) -> None:
+    (engine.lua_dir / "lib" / "tally.lua").write_text(TALLY)
+    (engine.lua_dir / "rules" / "stateful.lua").write_text(STATEFUL)
+    (engine.lua_dir / "rules" / "other.lua").write_text(OTHER_STATEFUL)
+    # the first job is large enough to warm the runtime (batch.JIT_MIN_EVENTS): the later,
+    # small ones then run compiled, on the traces it left
+    jobs = [
+        Job(_events("a", 3_500), "acme", "stateful.lua", []),
+        Job(_events("b", 7), "beta", "stateful.lua", []),
+        Job(_events("c", 5), "gamma", "other.lua", []),
+        Job(_events("d", 4), "delta", "stateful.lua", []),
+    ]
+    results = evaluate_many(engine, jobs)
+    for job, result in zip(jobs, results, strict=True):
+        assert not isinstance(result, Exception)
+        alone = engine.evaluate(
+            job.events, client_id=job.client_id, rules_file=job.rules_file, versions=job.versions
+        )
+        _same(result, alone)
+        # worked out by hand: the k-th event of a job (from 1) sees a count of k (stateful)
+        # or 10 * k (other), whatever ran before it in the worker
+        step = 10 if job.rules_file == "other.lua" else 1
+        counts = range(1, job.events.height + 1)
+        assert result.charges["quantity"].to_list() == [Decimal(step * k) for k in counts]
+        if job.rules_file == "stateful.lua":
+            assert result.charges["memo"].to_list() == [str(k) for k in counts]
 
 
 def test_one_worker_for_every_job(engine: RuleEngine, monkeypatch: pytest.MonkeyPatch) -> None:
