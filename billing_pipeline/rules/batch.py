@@ -248,21 +248,37 @@ def quantity_table(raw: RawResult) -> pl.Series:
     return direct.append(floats_to_decimal(pl.Series(raw.quantities, dtype=pl.Float64)))
 
 
+# A basis string in this form (what carriers' label costs look like) is read exactly by
+# polars' cast to QUANTITY: at most 32 integer digits (charge() refuses 1e32 and more) and 6
+# places (it refuses more). Other forms charge() accepts ("1e3", " 5", "+5", ".5") go
+# through parse_decimal one by one.
+_PLAIN_BASIS = r"^[0-9]{1,32}(\.[0-9]{0,6})?$"
+
+
 def basis_table(raw: RawResult) -> pl.Series:
     """Basis id -> exact decimal, id 0 = none. Numbers as floats_to_decimal reads them,
-    strings (already checked in Lua) as parse_decimal does."""
+    strings (already checked in Lua) as parse_decimal does. A client-month has up to a few
+    thousand distinct label costs: one cast for the plain ones. 2,699 distinct strings:
+    8.4 ms one by one, 1.0 ms so (medians of 7, /tmp script calling basis_table)."""
     bases = raw.bases or []
-    numbers = [b for b in bases if isinstance(b, float)]
-    converted = iter(floats_to_decimal(pl.Series(numbers, dtype=pl.Float64)).to_list())
-    out: list[Any] = [None]
-    for b in bases:
-        if isinstance(b, float):
-            out.append(next(converted))
-            continue
-        # charge() refuses a basis string that is not a decimal, so no error is expected
-        # here; one propagates (the client-month fails, named) rather than a basis of none
-        out.append(round_quantity(parse_decimal(b)))
-    return pl.Series(out, dtype=QUANTITY)
+    is_number = pl.Series([isinstance(b, float) for b in bases], dtype=pl.Boolean)
+    out = pl.repeat(None, len(bases) + 1, dtype=QUANTITY, eager=True)
+    if is_number.any():
+        numbers = pl.Series([b for b in bases if isinstance(b, float)], dtype=pl.Float64)
+        out = out.scatter(is_number.arg_true() + 1, floats_to_decimal(numbers))
+    if not is_number.all():
+        strings = [b for b in bases if not isinstance(b, float)]
+        text = pl.Series(strings, dtype=pl.String)
+        plain = text.str.contains(_PLAIN_BASIS)
+        exact = text.cast(QUANTITY, strict=False)
+        odd_rows = (~plain).arg_true()
+        if odd_rows.len():
+            # charge() refuses a basis string that is not a decimal, so no error is expected
+            # here; one propagates (the client-month fails, named) rather than a basis of none
+            odd = [round_quantity(parse_decimal(strings[i])) for i in odd_rows.to_list()]
+            exact = exact.scatter(odd_rows, pl.Series(odd, dtype=QUANTITY))
+        out = out.scatter((~is_number).arg_true() + 1, exact)
+    return out
 
 
 def to_frames(
