@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 MAX_PLACES = 6
 QUANTUM = Decimal(1).scaleb(-MAX_PLACES)  # 0.000001
@@ -72,9 +72,15 @@ def places(value: Decimal) -> int:
     return max(0, -exponent)
 
 
+# Enough digits to quantize anything parse_decimal admits to six places: the default
+# context's 28 raised InvalidOperation for a value of 10^22 or more (charge() admits up to
+# 10^32, which the charges' Decimal(38, 6) holds).
+_QUANTIZE = Context(prec=MAX_MAGNITUDE + MAX_PLACES + 1)
+
+
 def round_quantity(value: Decimal) -> Decimal:
     """Half-up to six places, the rule for quantities a Lua rule hands over as numbers."""
-    return value.quantize(QUANTUM, rounding=ROUND_HALF_UP)
+    return value.quantize(QUANTUM, rounding=ROUND_HALF_UP, context=_QUANTIZE)
 
 
 def plain(value: Decimal) -> str:

@@ -71,3 +71,15 @@ def test_label_costs_and_other_forms_by_hand() -> None:
         Decimal("12.123456"),
     ]
     assert basis_table(RawResult(bases=[])).to_list() == [None]
+
+
+def test_a_basis_of_10_to_the_22_or_more_is_read_not_refused() -> None:
+    # charge() admits a basis below 10^32; the decimal module's default 28 digits could not
+    # quantize one of 10^22 or more to 6 places, so the client-month failed
+    big = ["10000000000000000000000", "1e25", "99999999999999999999999999999999.5"]
+    assert basis_table(RawResult(bases=[*big, 1e25])).to_list()[1:] == [
+        Decimal(10) ** 22,
+        Decimal(10) ** 25,
+        Decimal("99999999999999999999999999999999.5"),
+        Decimal(10) ** 25,
+    ]
