@@ -51,7 +51,14 @@ import billing_pipeline.rules as rules_package
 from billing_pipeline.config import DataPath
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.rules import ERRORS_SCHEMA, Budgets
-from billing_pipeline.storage import Store, atomic_path, read_parquet, write_parquet
+from billing_pipeline.storage import (
+    Store,
+    atomic_path,
+    parquet_bytes,
+    read_parquet,
+    write_bytes,
+    write_parquet,
+)
 
 CACHE_FORMAT = "charges-cache v3"
 
@@ -130,6 +137,9 @@ class DayResult:
     # storage.file_stat of the dataset's part for this day when it already holds these
     # charges (None otherwise, and for a day without charges, which has no part)
     part_stat: list[int | str] | None = None
+    # the charges as storage.write_parquet encodes them, when the cache has encoded them
+    # already: the dataset's part is written from these bytes (dropped once written)
+    encoded: bytes | None = None
 
 
 class ChargesCache:
@@ -174,13 +184,16 @@ class ChargesCache:
         entry: DayEntry,
         charges: pl.DataFrame,
         errors: pl.DataFrame,
-    ) -> None:
+    ) -> bytes | None:
+        """Stores the day; returns its charges' Parquet bytes (None when not writing), which
+        the charges dataset's part for the day can be written from as they are."""
         if not self.write:
-            return
+            return None
         folder = self.day_dir(client_id, day)
         # Rebuildable from the activity, so no fsync (storage.atomic_path's ``durable``): a
         # file lost or torn by a crash fails to load and the day is simply computed again.
-        write_parquet(charges, folder / f"{entry.key}.charges.parquet", durable=False)
+        encoded = parquet_bytes(charges)
+        write_bytes(encoded, folder / f"{entry.key}.charges.parquet", durable=False)
         entry.rule_errors = errors.height
         if errors.height:
             write_parquet(errors, folder / f"{entry.key}.errors.parquet", durable=False)
@@ -188,6 +201,7 @@ class ChargesCache:
         for stale in folder.glob("*.parquet"):
             if not stale.name.startswith(entry.key + "."):
                 stale.unlink(missing_ok=True)
+        return encoded
 
     def save_entry(self, client_id: str, day: date, entry: DayEntry) -> None:
         if not self.write:

@@ -354,7 +354,9 @@ def finish_charges(plan: ChargesPlan, result: Evaluation | Exception | None) -> 
                 part_stat=plan.stored.get(_part_key(p.day, p.key)),
             )
             if cache:
-                cache.save(client_id, p.day, entry, day_result.charges, day_result.errors)
+                day_result.encoded = cache.save(
+                    client_id, p.day, entry, day_result.charges, day_result.errors
+                )
             done[p.day] = day_result
     results = [done[d] for d in plan.days]
     if results:
@@ -469,8 +471,12 @@ def write_charges(store: Store, outcome: ChargesOutcome) -> None:
             if r.charges is None:
                 raise ValueError(f"charges of {client_id} {r.day} are neither stored nor read")
             part = store.charges_part(month, client_id, r.day)
-            write_parquet(r.charges, part)
+            if r.encoded is not None:  # encoded for the cache: the same bytes, not encoded again
+                write_bytes(r.encoded, part)
+            else:
+                write_parquet(r.charges, part)
             r.part_stat = file_stat(part)
+        r.encoded = None
     errors_file = store.rule_errors_file(month, client_id)
     if outcome.errors.is_empty():
         remove_tree(errors_file.parent)

@@ -192,8 +192,16 @@ def write_parquet(frame: pl.DataFrame, target: DataPath, durable: bool = True) -
         frame.write_parquet(tmp, compression="zstd", statistics=True)
 
 
-def write_bytes(data: bytes, target: DataPath) -> None:
-    with atomic_path(target) as tmp:
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
+    """What ``write_parquet`` writes for ``frame``: for a frame stored twice (``write_bytes``
+    each time), encoded and compressed once."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    return buffer.getvalue()
+
+
+def write_bytes(data: bytes, target: DataPath, durable: bool = True) -> None:
+    with atomic_path(target, durable=durable) as tmp:
         tmp.write_bytes(data)
 
 
