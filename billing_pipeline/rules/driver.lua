@@ -1107,9 +1107,24 @@ return function(order, lo, hi)
 end
 ]==]
 
--- Per event type, for the runtime's life: the event loop's chunk and the payload decoder
--- (its learnt shapes). Both are trusted code whose results do not depend on what ran before.
+-- For the runtime's life: the event loops' chunks, per event type and handler, and the
+-- payload decoders (their learnt shapes), per event type. Both are trusted code whose
+-- results do not depend on what ran before. A loop is per handler too because LuaJIT
+-- blacklists a loop whose traces keep aborting (a handler calling what it cannot compile):
+-- one client's rules would otherwise leave that type's loop interpreted for the clients
+-- after it in the worker.
 local RUN_LOOPS, DECODERS = {}, {}
+local funcinfo = require("jit.util").funcinfo
+
+-- The handler's function prototype, as a key: the same for the closures each batch makes of
+-- it (CHUNKS), different for another rules file's.
+local function handler_key(h)
+  local info = funcinfo(h)
+  if info.source then
+    return info.source .. ":" .. info.linedefined
+  end
+  return "builtin:" .. tostring(info.ffid or info.addr)
+end
 
 -- Returns a runner for one rules table.
 function M.new_batch(rules, spec)
@@ -1464,15 +1479,16 @@ function M.new_batch(rules, spec)
   end
 
   -- The events of one type, in input order: build `e`, run the handler under its budget.
-  -- Each type has a loop of its own (RUN_LOOPS), so each type gets its own traces:
+  -- Each type (and handler) has a loop of its own (RUN_LOOPS), so each gets its own traces:
   -- monomorphic (one handler, one payload shape), the JIT compiles the event building, the
   -- payload decoder, the handler and `charge` into one loop. The loops and the decoders are
   -- kept for the runtime's next batches (see CHUNKS).
   local function run_type(name, h, order, lo, hi)
-    local fn = RUN_LOOPS[name]
+    local key = name .. "\0" .. handler_key(h)
+    local fn = RUN_LOOPS[key]
     if fn == nil then
       fn = assert(load(RUN_TYPE_SRC, "=run_type", "t", {}))
-      RUN_LOOPS[name] = fn
+      RUN_LOOPS[key] = fn
     end
     local decode = DECODERS[name]
     if decode == nil then
