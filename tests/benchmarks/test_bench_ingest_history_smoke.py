@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_ingest_history.py"
-BILLING = str(Path(sys.executable).parent / "billing")
+from tests.benchmarks.generated import generate, run_benchmark
 
 
 def test_the_ingest_history_benchmark_runs(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    generate = [BILLING, "generate", "--out", str(data), "--clients", "2", "--days", "3"]
-    generate += ["--start", "2026-03-01", "--events-per-day", "200", "--seed", "1", "--quiet"]
-    subprocess.run([*generate, "--no-ledger"], check=True, capture_output=True, timeout=300)
-    command = [sys.executable, str(SCRIPT), "--data", str(data), "--work", str(tmp_path / "w")]
-    done = subprocess.run([*command, "--repeat", "2"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
+    data = generate(tmp_path / "data", clients=2, days=3, start="2026-03-01", events_per_day=200)
+    lines = run_benchmark(
+        "bench_ingest_history.py",
+        "--data",
+        str(data),
+        "--work",
+        str(tmp_path / "w"),
+        "--repeat",
+        "2",
+    )
     landed = [p for p in (data / "landing").rglob("*") if p.is_file()]
     # The generator's files sit in folders named by day (the hours after UTC midnight of
     # the last day, and the late file, under the day after it).
