@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     shutil.rmtree(args.work, ignore_errors=True)
     (args.work / "home").mkdir(parents=True)
+    (args.work / "home" / "dagster.yaml").write_text("")  # the default SQLite instance
     # Locations are read from the environment when used (config.Paths), Dagster's home
     # when the instance is made: both before anything runs.
     os.environ.update(
