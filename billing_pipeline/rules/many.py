@@ -27,7 +27,7 @@ import polars as pl
 from billing_pipeline.rules.batch import RawResult, read_arrays, to_frames
 from billing_pipeline.rules.engine import Prepared, RuleEngine
 from billing_pipeline.rules.model import Evaluation, RateVersion, empty_charges, empty_errors
-from billing_pipeline.rules.worker import SharedOutput, run_many_with_deadline
+from billing_pipeline.rules.worker import RunningMany, SharedOutput
 
 
 @dataclass
@@ -47,47 +47,83 @@ class _Prepared:
 
 def evaluate_many(engine: RuleEngine, jobs: Sequence[Job]) -> list[Evaluation | Exception]:
     """One result per job, in order: its Evaluation, or the exception evaluate would raise."""
-    results: list[Evaluation | Exception | None] = [None] * len(jobs)
-    prepared: list[_Prepared] = []
-    try:
-        for index, job in enumerate(jobs):
-            try:
-                item = _prepare(engine, index, job)
-            except Exception as exc:  # handed back as that job's result
-                results[index] = exc
-                continue
-            if item is None:
-                results[index] = Evaluation(empty_charges(), empty_errors())
-            else:
-                prepared.append(item)
-        start = 0
-        while start < len(prepared):
-            batch = prepared[start:]
-            outcomes = run_many_with_deadline(
-                [_runner(engine, jobs[p.index], p) for p in batch],
-                engine.budgets.batch_seconds,
-                engine._progress,
-            )
-            for item, outcome in zip(batch, outcomes, strict=False):
-                job = jobs[item.index]
-                if outcome.kind != "ok":
+    return Evaluations(engine, jobs).results()
+
+
+class Evaluations:
+    """``evaluate_many`` started: the jobs are encoded and their worker forked here, and the
+    worker runs while the caller does other work (RunningMany); ``results()`` waits for it
+    and builds the frames. ``cancel()`` stops the worker when the results will not be read."""
+
+    def __init__(self, engine: RuleEngine, jobs: Sequence[Job]) -> None:
+        self._engine, self._jobs = engine, jobs
+        self._results: list[Evaluation | Exception | None] = [None] * len(jobs)
+        self._prepared: list[_Prepared] = []
+        try:
+            for index, job in enumerate(jobs):
+                try:
+                    item = _prepare(engine, index, job)
+                except Exception as exc:  # handed back as that job's result
+                    self._results[index] = exc
+                    continue
+                if item is None:
+                    self._results[index] = Evaluation(empty_charges(), empty_errors())
+                else:
+                    self._prepared.append(item)
+            self._running = self._start(self._prepared)
+        except BaseException:
+            self._close()
+            raise
+
+    def _start(self, batch: list[_Prepared]) -> RunningMany:
+        engine = self._engine
+        return RunningMany(
+            [_runner(engine, self._jobs[p.index], p) for p in batch],
+            engine.budgets.batch_seconds,
+            engine._progress,
+        )
+
+    def results(self) -> list[Evaluation | Exception]:
+        engine, jobs, prepared = self._engine, self._jobs, self._prepared
+        running = self._running
+        try:
+            start = 0
+            while start < len(prepared):
+                batch = prepared[start:]
+                outcomes = running.outcomes()
+                for item, outcome in zip(batch, outcomes, strict=False):
+                    job = jobs[item.index]
+                    if outcome.kind != "ok":
+                        item.output.close()
+                        item.output = None  # type: ignore[assignment]
+                        self._results[item.index] = _alone(engine, job)
+                        continue
+                    try:
+                        self._results[item.index] = _frames(job, item, outcome.value)
+                    except Exception as exc:  # handed back as that job's result
+                        self._results[item.index] = exc
+                    # the frames own their data now (to_frames gathers from the arrays)
                     item.output.close()
                     item.output = None  # type: ignore[assignment]
-                    results[item.index] = _alone(engine, job)
-                    continue
-                try:
-                    results[item.index] = _frames(job, item, outcome.value)
-                except Exception as exc:  # handed back as that job's result
-                    results[item.index] = exc
-                # the frames own their data now (to_frames gathers from the arrays)
-                item.output.close()
-                item.output = None  # type: ignore[assignment]
-            start += len(outcomes)
-    finally:
-        for item in prepared:
+                start += len(outcomes)
+                if start < len(prepared):  # the worker stopped early: the rest in a new one
+                    running = self._start(prepared[start:])
+        except BaseException:
+            running.cancel()  # interrupted: no worker goes on without its results read
+            raise
+        finally:
+            self._close()
+        return self._results  # type: ignore[return-value]
+
+    def cancel(self) -> None:
+        self._running.cancel()
+        self._close()
+
+    def _close(self) -> None:
+        for item in self._prepared:
             if item.output is not None:
                 item.output.close()
-    return results  # type: ignore[return-value]
+                item.output = None  # type: ignore[assignment]
 
 
 def _prepare(engine: RuleEngine, index: int, job: Job) -> _Prepared | None:

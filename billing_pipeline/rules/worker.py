@@ -121,6 +121,67 @@ def run_many_with_deadline(
     """
     if not fns:
         return []
+    pid, read_fd = _fork_many(fns, progress)
+    try:
+        return _collect_many(pid, read_fd, len(fns), seconds, progress)
+    except BaseException:
+        # interrupted (the run is being stopped): the child would go on through the batches
+        # left with no deadline over it
+        with contextlib.suppress(ChildProcessError):  # unless it was reaped already
+            _kill(pid)
+        raise
+    finally:
+        os.close(read_fd)
+
+
+class RunningMany:
+    """``run_many_with_deadline`` started: the child is forked now (by the calling thread)
+    and a thread collects its results and enforces the deadlines, so the caller can do
+    other work meanwhile (the charges asset finishes one group of client-months while the
+    next is evaluated). ``outcomes()`` waits for them; ``cancel()`` kills the child."""
+
+    def __init__(self, fns: Sequence[Callable[[], Any]], seconds: float, progress: Progress):
+        self._n = len(fns)
+        self._result: list[Outcome] | BaseException = []
+        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        if not fns:
+            return
+        self._pid, self._fd = _fork_many(fns, progress)
+        self._thread = threading.Thread(
+            target=self._collect, args=(seconds, progress), name="engine-worker", daemon=True
+        )
+        self._thread.start()
+
+    def _collect(self, seconds: float, progress: Progress) -> None:
+        assert self._pid is not None
+        try:
+            self._result = _collect_many(self._pid, self._fd, self._n, seconds, progress)
+        except BaseException as exc:  # handed to outcomes()
+            with contextlib.suppress(ChildProcessError):
+                _kill(self._pid)
+            self._result = exc
+        finally:
+            os.close(self._fd)
+
+    def outcomes(self) -> list[Outcome]:
+        if self._thread is not None:
+            self._thread.join()
+        if isinstance(self._result, BaseException):
+            raise self._result
+        return self._result
+
+    def cancel(self) -> None:
+        """Kills the child if it is still running (the caller is being stopped); the
+        collecting thread then ends with what it has."""
+        if self._thread is not None and self._thread.is_alive() and self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            self._thread.join()
+
+
+def _fork_many(fns: Sequence[Callable[[], Any]], progress: Progress) -> tuple[int, int]:
+    """Forks the child that runs ``fns`` and streams their results; (its pid, the pipe)."""
     progress.set(IDLE)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -141,16 +202,7 @@ def run_many_with_deadline(
         finally:
             os._exit(code)
     os.close(write_fd)
-    try:
-        return _collect_many(pid, read_fd, len(fns), seconds, progress)
-    except BaseException:
-        # interrupted (the run is being stopped): the child would go on through the batches
-        # left with no deadline over it
-        with contextlib.suppress(ChildProcessError):  # unless it was reaped already
-            _kill(pid)
-        raise
-    finally:
-        os.close(read_fd)
+    return pid, read_fd
 
 
 def _collect_many(pid: int, fd: int, n: int, seconds: float, progress: Progress) -> list[Outcome]:

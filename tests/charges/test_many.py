@@ -18,7 +18,7 @@ import pytest
 
 from billing_pipeline.rules import Budgets, RuleEngine, RuleLoadError
 from billing_pipeline.rules.many import Job, evaluate_many
-from billing_pipeline.rules.worker import Progress, run_many_with_deadline
+from billing_pipeline.rules.worker import Progress, RunningMany, run_many_with_deadline
 from tests.rules.conftest import event, frame
 
 GOOD = """
@@ -225,3 +225,33 @@ def test_an_interrupted_parent_leaves_no_worker_running() -> None:
     assert child > 0
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)  # killed and reaped
+
+
+def test_a_started_worker_runs_while_the_caller_works_and_stops_when_cancelled() -> None:
+    """RunningMany (what lets the charges asset finish one group while the next group's
+    Lua runs): the child works while the caller does, its outcomes come when asked for,
+    and cancel() leaves no child running."""
+    progress = Progress()
+    pid_file = Progress()
+
+    def nap() -> int:
+        time.sleep(0.3)
+        return os.getpid()
+
+    began = time.monotonic()
+    running = RunningMany([nap, nap], 5.0, progress)
+    assert time.monotonic() - began < 0.25  # started, not waited for
+    outcomes = running.outcomes()
+    assert [o.kind for o in outcomes] == ["ok", "ok"]
+    assert outcomes[0].value == outcomes[1].value != os.getpid()  # one child for both
+
+    def record_and_hang() -> None:
+        pid_file.set(os.getpid())
+        time.sleep(60)
+
+    running = RunningMany([record_and_hang], 30.0, progress)
+    while pid_file.get() <= 0:
+        time.sleep(0.01)
+    running.cancel()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid_file.get(), 0)  # killed and reaped

@@ -30,7 +30,7 @@ from billing_pipeline.defs.metadata import counts_table, md_table
 from billing_pipeline.defs.partitions import month_client_partitions, split_key
 from billing_pipeline.defs.resources import BillingSettings
 from billing_pipeline.rules import RuleEngine
-from billing_pipeline.rules.many import evaluate_many
+from billing_pipeline.rules.many import Evaluations
 from billing_pipeline.runlog import RunLog
 
 GROUP = "charges"
@@ -87,7 +87,10 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
     missing: list[str] = []
     failed: list[str] = []
     group: list[_Planned] = []
-    with ExitStack() as held:
+    group_locks = ExitStack()  # the group's: held from the read to the write
+    # started, not finished: the group whose Lua runs while the one before is finished
+    outstanding: list[_Group] = []
+    try:
         for key in context.partition_keys:
             month, client_id = split_key(key)
             card = cards.get(client_id)
@@ -96,8 +99,7 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
                 missing.append(f"- {client_id} {month}: {problem or 'no rate card'}")
                 log.warning("charges.no_ratecard", client=client_id, month=month)
                 continue
-            # Locks are held from the read to the write; the group's are let go together.
-            lock = held.enter_context(ExitStack())
+            lock = group_locks.enter_context(ExitStack())
 
             def take(month=month, client_id=client_id, lock=lock) -> bool:
                 lock.enter_context(locks.charging(store, month, client_id, log=context.log.info))
@@ -116,10 +118,28 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
                 continue
             group.append(_Planned(key, planned, lock))
             if _full(group):
-                _finish_group(group, engine, store, log, outcomes, failed)
-                held.close()
-                group = []
-        _finish_group(group, engine, store, log, outcomes, failed)
+                # One worker at a time (they share the engine's progress cell): the group
+                # before is collected first, then this group's Lua runs while that one is
+                # finished and written, and while the next group is read.
+                if outstanding:
+                    outstanding[0].collect()
+                outstanding.append(_start_group(group, engine, group_locks))
+                group, group_locks = [], ExitStack()
+                if len(outstanding) > 1:
+                    _finish_group(outstanding[0], store, log, outcomes, failed)
+                    outstanding.pop(0)
+        if outstanding:
+            outstanding[0].collect()
+        outstanding.append(_start_group(group, engine, group_locks))
+        group_locks = ExitStack()
+        while outstanding:
+            _finish_group(outstanding[0], store, log, outcomes, failed)
+            outstanding.pop(0)
+    except BaseException:
+        for started in outstanding:
+            started.cancel()
+        group_locks.close()
+        raise
     yield from _checks(outcomes, missing)
     if failed:
         done = [k for k in context.partition_keys if k not in failed]
@@ -129,7 +149,8 @@ def charges(context: AssetExecutionContext, settings: BillingSettings):
 
 # A group's batches go through one engine worker; its events are in memory at once. A fork
 # costs ~40 ms of CPU: ~0.08 us per event at 500,000 events, and the run's peak memory
-# stays that of one group however many events and clients it has.
+# stays that of two groups (one evaluated while the other is finished) however many events
+# and clients it has.
 GROUP_EVENTS = 500_000
 GROUP_CLIENT_MONTHS = 100
 
@@ -141,56 +162,90 @@ class _Planned:
     lock: ExitStack
 
 
+@dataclass
+class _Group:
+    """A group of planned client-months whose batches are being evaluated."""
+
+    planned: list[_Planned]
+    evaluations: Evaluations | Exception  # the exception: the worker could not start
+    locks: ExitStack
+    results: list | None = None  # per batch, once collected
+
+    def collect(self) -> list:
+        """Waits for the worker; a result (or the exception in its place) per batch."""
+        if self.results is None:
+            n = sum(p.plan.job is not None for p in self.planned)
+            if isinstance(self.evaluations, Exception):
+                self.results = [self.evaluations] * n
+            else:
+                try:
+                    self.results = self.evaluations.results()
+                except Exception as exc:  # the worker itself: each client-month fails
+                    self.results = [exc] * n
+        return self.results
+
+    def cancel(self) -> None:
+        if isinstance(self.evaluations, Evaluations):
+            self.evaluations.cancel()
+        self.locks.close()
+
+
 def _full(group: list[_Planned]) -> bool:
     events = sum(p.plan.job.events.height for p in group if p.plan.job is not None)
     return events >= GROUP_EVENTS or len(group) >= GROUP_CLIENT_MONTHS
 
 
+def _start_group(group: list[_Planned], engine: RuleEngine, locks: ExitStack) -> _Group:
+    """Encodes the group's batches and forks the worker that evaluates them; returns at once."""
+    jobs = [p.plan.job for p in group if p.plan.job is not None]
+    try:
+        evaluations: Evaluations | Exception = Evaluations(engine, jobs)
+    except Exception as exc:  # the worker itself (a fork refused): each client-month fails
+        evaluations = exc
+    return _Group(group, evaluations, locks)
+
+
 def _finish_group(
-    group: list[_Planned],
-    engine: RuleEngine,
+    group: _Group,
     store,
     log: RunLog,
     outcomes: list[ChargesOutcome],
     failed: list[str],
 ) -> None:
-    """Evaluates the group's batches in one engine worker, then finishes and writes each
-    client-month on its own: one client's failure is that client's."""
-    batches = [p for p in group if p.plan.job is not None]
-    try:
-        results = evaluate_many(engine, [p.plan.job for p in batches])
-    except Exception as exc:  # the worker itself (a fork refused): each client-month fails
-        results = [exc] * len(batches)
-    by_key = {p.key: r for p, r in zip(batches, results, strict=True)}
-    for planned in group:
-        plan = planned.plan
-        client_id, month = plan.card.client_id, plan.month
-        result = by_key.get(planned.key)
+    """Waits for the group's evaluations, then finishes and writes each client-month on its
+    own: one client's failure is that client's."""
+    batches = [p for p in group.planned if p.plan.job is not None]
+    by_key = {p.key: r for p, r in zip(batches, group.collect(), strict=True)}
+    with group.locks:
+        for planned in group.planned:
+            plan = planned.plan
+            client_id, month = plan.card.client_id, plan.month
+            result = by_key.get(planned.key)
 
-        def work(plan=plan, result=result) -> ChargesOutcome:
-            outcome = finish_charges(plan, result)
-            write_charges(store, outcome)
-            return outcome
+            def work(plan=plan, result=result) -> ChargesOutcome:
+                outcome = finish_charges(plan, result)
+                write_charges(store, outcome)
+                return outcome
 
-        fields = {"client": client_id, "month": month}
-        with planned.lock:
-            outcome = attempt(work, stage="charges", log=log, **fields)
-        if outcome is None:
-            # One client's failure is that client's: the others are still computed, and the
-            # step fails at the end naming it (fail_partitions).
-            failed.append(planned.key)
-            continue
-        outcomes.append(outcome)
-        log.info(
-            "charges.computed",
-            **fields,
-            events=outcome.events,
-            charges=outcome.charge_count,
-            rule_errors=outcome.errors.height,
-            unpriced=",".join(sorted(outcome.unpriced)) or None,
-            days_cached=outcome.days_cached,
-            days_computed=outcome.days_computed,
-        )
+            fields = {"client": client_id, "month": month}
+            with planned.lock:
+                outcome = attempt(work, stage="charges", log=log, **fields)
+            if outcome is None:
+                # One client's failure is that client's: the others are still computed, and
+                # the step fails at the end naming it (fail_partitions).
+                failed.append(planned.key)
+                continue
+            outcomes.append(outcome)
+            log.info(
+                "charges.computed",
+                **fields,
+                events=outcome.events,
+                charges=outcome.charge_count,
+                rule_errors=outcome.errors.height,
+                unpriced=",".join(sorted(outcome.unpriced)) or None,
+                days_cached=outcome.days_cached,
+                days_computed=outcome.days_computed,
+            )
 
 
 def _checks(outcomes: list[ChargesOutcome], missing: list[str]):
