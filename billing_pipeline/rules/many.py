@@ -2,7 +2,7 @@
 
 A nightly run charges hundreds of client-months, most of them small; forking a worker for
 each cost more than their Lua did (issue 7). Here every job's batch is encoded first, then
-one forked child (``worker.run_many_with_deadline``) evaluates them one after another, each
+one forked child (``worker.RunningMany``) evaluates them one after another, each
 in a fresh sandbox (its rules and modules loaded afresh: nothing one job's rules keep reaches
 the next) under its own memory cap and its own wall-clock deadline, so the results are the
 frames ``RuleEngine.evaluate`` gives in a child of its own. The child keeps one Lua runtime
@@ -15,6 +15,10 @@ A job whose batch times out or crashes the child is evaluated again on its own b
 runaway rule costs one deadline more than it would alone); the jobs after it go on in a new
 child. A job that cannot start (a rules file that does not load, columns missing) gets its
 exception back in place of its result, so one client's failure stays that client's.
+
+``Evaluations`` starts the child and returns: its results are collected on a thread while
+the caller goes on (the charges asset finishes the previous group of client-months), and
+``results()`` waits for them. ``evaluate_many`` is the two at once.
 """
 
 from __future__ import annotations
