@@ -398,6 +398,13 @@ IDENTITY_SCHEMA = {
 }
 
 
+def landing_identities(store: Store) -> dict[str, tuple[list[int | str], str]]:
+    """Per landing file, the ``file_stat`` it had when a landing run last hashed it, and
+    that sha256."""
+    frame = read_parquet(store.landing_identities_file(), IDENTITY_SCHEMA)
+    return {row[0]: (list(row[1:5]), row[5]) for row in frame.iter_rows()}
+
+
 def _landing_shas(store: Store, paths: list[Path], sources: list[str]) -> list[str]:
     """Each landing file's sha256; hashed again only when its ``file_stat`` (size, mtime,
     ctime, inode) changed since it was last hashed. Hashing every file ever landed each night grew
@@ -408,10 +415,7 @@ def _landing_shas(store: Store, paths: list[Path], sources: list[str]) -> list[s
     without fsync: lost, every file is hashed once more.
     """
     identities = [file_stat(path) for path in paths]
-    known = {
-        row[0]: (list(row[1:5]), row[5])
-        for row in read_parquet(store.landing_identities_file(), IDENTITY_SCHEMA).iter_rows()
-    }
+    known = landing_identities(store)
     shas: list[str | None] = []
     for source, identity in zip(sources, identities, strict=True):
         found = known.get(source)

@@ -45,12 +45,12 @@ from billing_pipeline.storage import (
     PART,
     DataPath,
     Store,
-    atomic_path,
     child_files,
     read_parquet,
     remove_file,
     remove_tree,
     scan_parquet,
+    write_bytes,
     write_parquet,
 )
 
@@ -106,8 +106,8 @@ class Segments:
         segments = [[n, r] for n, r in zip(self.names, self.rows, strict=True)]
         # Not flushed to disk, like the segments and the rest of ingestion's staging
         # (storage.atomic_path): a flush per client cost ~3 ms of a night's wall time.
-        with atomic_path(self.folder / INDEX, durable=False) as tmp:
-            tmp.write_bytes(json.dumps({"segments": segments, "next": self.next}).encode())
+        index = json.dumps({"segments": segments, "next": self.next}).encode()
+        write_bytes(index, self.folder / INDEX, durable=False)
         named = {INDEX, *self.names}
         for name in child_files(self.folder):
             if name not in named:

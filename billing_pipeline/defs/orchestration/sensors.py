@@ -65,7 +65,7 @@ from billing_pipeline.defs.partitions import (
     monthly_partitions,
 )
 from billing_pipeline.defs.resources import BillingSettings
-from billing_pipeline.ingest.landing import IDENTITY_SCHEMA
+from billing_pipeline.ingest.landing import landing_identities
 from billing_pipeline.ingest.reading import landing_entries
 from billing_pipeline.months import next_month
 from billing_pipeline.ratecards import RateCardError
@@ -200,12 +200,6 @@ def landing_listing(settings: BillingSettings) -> dict[str, list[int | str]]:
     return {source: file_stat(path) for source, path in landing_entries(settings.paths().landing)}
 
 
-def landing_identities(settings: BillingSettings) -> dict[str, list[int | str]]:
-    """The ``file_stat`` each landing file had when a landing run last hashed it."""
-    frame = read_parquet(settings.store().landing_identities_file(), IDENTITY_SCHEMA)
-    return {row[0]: list(row[1:5]) for row in frame.iter_rows()}
-
-
 def manifest_paths(settings: BillingSettings) -> set[str]:
     path = settings.store().manifest_file()
     if not path.exists():
@@ -229,7 +223,7 @@ def billing_landing_sensor(context: SensorEvaluationContext, settings: BillingSe
     # file stays new or changed under the same run key, which the daemon launches once.
     listing = landing_listing(settings)
     known = manifest_paths(settings)
-    seen = landing_identities(settings)
+    seen = {source: stat for source, (stat, _) in landing_identities(settings.store()).items()}
     new = sorted(p for p in listing if p not in known)
     changed = sorted(p for p in listing if p in known and p in seen and seen[p] != listing[p])
     if not new and not changed:
