@@ -119,19 +119,14 @@ def run_many_with_deadline(
     raises; the parent kills it at a deadline. The outcomes returned are one per function
     run: all "ok" but maybe the last, "timeout" or "crash", after which the rest were not run.
     """
-    if not fns:
-        return []
-    pid, read_fd = _fork_many(fns, progress)
+    running = RunningMany(fns, seconds, progress)
     try:
-        return _collect_many(pid, read_fd, len(fns), seconds, progress)
+        return running.outcomes()
     except BaseException:
         # interrupted (the run is being stopped): the child would go on through the batches
         # left with no deadline over it
-        with contextlib.suppress(ChildProcessError):  # unless it was reaped already
-            _kill(pid)
+        running.cancel()
         raise
-    finally:
-        os.close(read_fd)
 
 
 class RunningMany:
@@ -145,6 +140,11 @@ class RunningMany:
         self._result: list[Outcome] | BaseException = []
         self._pid: int | None = None
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()  # cancel(): the collecting thread kills the child
+        # set when the collecting thread is done. Waited on rather than Thread.join: a join
+        # interrupted by a signal (a run being stopped) leaves the thread looking finished to
+        # the next join and to is_alive() (CPython 3.11), while it still runs
+        self._done = threading.Event()
         if not fns:
             return
         self._pid, self._fd = _fork_many(fns, progress)
@@ -156,28 +156,31 @@ class RunningMany:
     def _collect(self, seconds: float, progress: Progress) -> None:
         assert self._pid is not None
         try:
-            self._result = _collect_many(self._pid, self._fd, self._n, seconds, progress)
+            self._result = _collect_many(
+                self._pid, self._fd, self._n, seconds, progress, self._stop
+            )
         except BaseException as exc:  # handed to outcomes()
             with contextlib.suppress(ChildProcessError):
                 _kill(self._pid)
             self._result = exc
         finally:
             os.close(self._fd)
+            self._done.set()
 
     def outcomes(self) -> list[Outcome]:
         if self._thread is not None:
-            self._thread.join()
+            self._done.wait()
         if isinstance(self._result, BaseException):
             raise self._result
         return self._result
 
     def cancel(self) -> None:
-        """Kills the child if it is still running (the caller is being stopped); the
-        collecting thread then ends with what it has."""
-        if self._thread is not None and self._thread.is_alive() and self._pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
-            self._thread.join()
+        """Kills the child if it is still running (the caller is being stopped) and waits
+        for that. The collecting thread does it: it alone reaps the child, so it never
+        signals a pid that another process may have been given since."""
+        if self._thread is not None:
+            self._stop.set()
+            self._done.wait()
 
 
 def _fork_many(fns: Sequence[Callable[[], Any]], progress: Progress) -> tuple[int, int]:
@@ -205,7 +208,14 @@ def _fork_many(fns: Sequence[Callable[[], Any]], progress: Progress) -> tuple[in
     return pid, read_fd
 
 
-def _collect_many(pid: int, fd: int, n: int, seconds: float, progress: Progress) -> list[Outcome]:
+def _collect_many(
+    pid: int,
+    fd: int,
+    n: int,
+    seconds: float,
+    progress: Progress,
+    stop: threading.Event | None = None,
+) -> list[Outcome]:
     outcomes: list[Outcome] = []
     buffer = bytearray()
     deadline = time.monotonic() + seconds
@@ -218,6 +228,10 @@ def _collect_many(pid: int, fd: int, n: int, seconds: float, progress: Progress)
         if now >= deadline:
             _kill(pid)
             outcomes.append(Outcome("timeout", row=row, stalled_seconds=now - since))
+            return outcomes
+        if stop is not None and stop.is_set():
+            _kill(pid)
+            outcomes.append(Outcome("crash", row=row, detail="cancelled"))
             return outcomes
         ready, _, _ = select.select([fd], [], [], min(0.05, deadline - now))
         if not ready:
