@@ -125,26 +125,37 @@ def load_rules(driver: Any, runtime: Any, modules: dict[str, Module], root: str,
     return rules, (text(error) if rules is None else None)
 
 
-# The Lua runtime of this worker process: (pid, runtime, driver). It serves every batch the
-# worker evaluates, one after another, each in a fresh sandbox (driver.lua's CHUNKS): the
-# traces LuaJIT compiled for one client-month's rules and payloads serve the next ones, where
-# a fresh runtime per batch compiled them again each time (most client-months are small).
-_runtime: tuple[int, Any, Any] | None = None
-_runtime_events = [0]  # events the runtime has evaluated
+@dataclass
+class _WorkerRuntime:
+    """The Lua runtime of a worker process. It serves every batch the worker evaluates, one
+    after another, each in a fresh sandbox (driver.lua's CHUNKS): the traces LuaJIT compiled
+    for one client-month's rules and payloads serve the next ones, where a fresh runtime per
+    batch compiled them again each time (most client-months are small)."""
+
+    pid: int
+    runtime: Any
+    driver: Any
+    events: int = 0  # events it has evaluated
+
+    @property
+    def warm(self) -> bool:
+        """Its traces are compiled: every later batch runs with the JIT on, however small."""
+        return self.events >= JIT_MIN_EVENTS
 
 
-def _worker_runtime() -> tuple[Any, Any, bool]:
-    """This process's runtime, and whether it is warm: once it has run JIT_MIN_EVENTS events
-    its traces are compiled, and every later batch runs with the JIT on, however small."""
+_runtime: _WorkerRuntime | None = None
+
+
+def _worker_runtime() -> _WorkerRuntime:
+    """This process's runtime (a forked worker makes its own), emptied of the last batch."""
     global _runtime
-    if _runtime is None or _runtime[0] != os.getpid():
-        _runtime = (os.getpid(), *new_runtime())
-        _runtime_events[0] = 0
+    if _runtime is None or _runtime.pid != os.getpid():
+        _runtime = _WorkerRuntime(os.getpid(), *new_runtime())
     else:
         # what the last batch left (its sandbox, event tables) goes before the memory cap
         # is measured
-        _runtime[1].execute("collectgarbage('collect')")
-    return _runtime[1], _runtime[2], _runtime_events[0] >= JIT_MIN_EVENTS
+        _runtime.runtime.execute("collectgarbage('collect')")
+    return _runtime
 
 
 def run_in_lua(
@@ -161,7 +172,8 @@ def run_in_lua(
     """Evaluates the batch in a fresh sandbox of the worker's runtime; runs only in the forked
     child (it caps the process's memory while Lua runs). The charge arrays go into
     ``output``."""
-    runtime, driver, warm = _worker_runtime()
+    worker = _worker_runtime()
+    runtime, driver = worker.runtime, worker.driver
     cap = MemoryCap(budgets.memory_bytes)
     exported: dict[str, Exported] = {}
     try:
@@ -174,7 +186,7 @@ def run_in_lua(
             runtime,
             {
                 "client_id": client_id,
-                "jit": warm or frame.height >= JIT_MIN_EVENTS,
+                "jit": worker.warm or frame.height >= JIT_MIN_EVENTS,
                 "instructions": budgets.instructions,
                 "types": dict(enumerate(columns.types)),
                 "dates": columns.dates,
@@ -195,7 +207,7 @@ def run_in_lua(
         )
         run = driver.new_batch(rules, spec)
         result = run(0, frame.height - 1)
-        _runtime_events[0] += frame.height
+        worker.events += frame.height
     finally:
         cap.lift()
         for column in exported.values():

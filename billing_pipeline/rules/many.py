@@ -89,12 +89,11 @@ class Evaluations:
 
     def results(self) -> list[Evaluation | Exception]:
         engine, jobs, prepared = self._engine, self._jobs, self._prepared
-        running = self._running
         try:
             start = 0
             while start < len(prepared):
                 batch = prepared[start:]
-                outcomes = running.outcomes()
+                outcomes = self._running.outcomes()
                 for item, outcome in zip(batch, outcomes, strict=False):
                     job = jobs[item.index]
                     if outcome.kind != "ok":
@@ -111,9 +110,9 @@ class Evaluations:
                     item.output = None  # type: ignore[assignment]
                 start += len(outcomes)
                 if start < len(prepared):  # the worker stopped early: the rest in a new one
-                    running = self._start(prepared[start:])
+                    self._running = self._start(prepared[start:])
         except BaseException:
-            running.cancel()  # interrupted: no worker goes on without its results read
+            self._running.cancel()  # interrupted: no worker goes on without its results read
             raise
         finally:
             self._close()

@@ -167,6 +167,7 @@ class _Group:
     """A group of planned client-months whose batches are being evaluated."""
 
     planned: list[_Planned]
+    batches: list[_Planned]  # those with a batch for the engine (not all days cached)
     evaluations: Evaluations | Exception  # the exception: the worker could not start
     locks: ExitStack
     results: list | None = None  # per batch, once collected
@@ -174,14 +175,13 @@ class _Group:
     def collect(self) -> list:
         """Waits for the worker; a result (or the exception in its place) per batch."""
         if self.results is None:
-            n = sum(p.plan.job is not None for p in self.planned)
             if isinstance(self.evaluations, Exception):
-                self.results = [self.evaluations] * n
+                self.results = [self.evaluations] * len(self.batches)
             else:
                 try:
                     self.results = self.evaluations.results()
                 except Exception as exc:  # the worker itself: each client-month fails
-                    self.results = [exc] * n
+                    self.results = [exc] * len(self.batches)
         return self.results
 
     def cancel(self) -> None:
@@ -197,12 +197,14 @@ def _full(group: list[_Planned]) -> bool:
 
 def _start_group(group: list[_Planned], engine: RuleEngine, locks: ExitStack) -> _Group:
     """Encodes the group's batches and forks the worker that evaluates them; returns at once."""
-    jobs = [p.plan.job for p in group if p.plan.job is not None]
+    batches = [p for p in group if p.plan.job is not None]
     try:
-        evaluations: Evaluations | Exception = Evaluations(engine, jobs)
+        evaluations: Evaluations | Exception = Evaluations(
+            engine, [p.plan.job for p in batches if p.plan.job is not None]
+        )
     except Exception as exc:  # the worker itself (a fork refused): each client-month fails
         evaluations = exc
-    return _Group(group, evaluations, locks)
+    return _Group(group, batches, evaluations, locks)
 
 
 def _finish_group(
@@ -214,8 +216,7 @@ def _finish_group(
 ) -> None:
     """Waits for the group's evaluations, then finishes and writes each client-month on its
     own: one client's failure is that client's."""
-    batches = [p for p in group.planned if p.plan.job is not None]
-    by_key = {p.key: r for p, r in zip(batches, group.collect(), strict=True)}
+    by_key = {p.key: r for p, r in zip(group.batches, group.collect(), strict=True)}
     with group.locks:
         for planned in group.planned:
             plan = planned.plan
