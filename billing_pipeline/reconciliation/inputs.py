@@ -25,7 +25,9 @@ class ClientMonth:
 
     client_id: str
     events: pl.DataFrame  # valid events of the month (EVENT_COLUMNS and ``charged``)
-    previous_events: pl.DataFrame  # valid events of the month before (picks before ships)
+    # the month before's valid events, PREVIOUS_COLUMNS of them (the orders it picked,
+    # shipped or cancelled: a pick may come before the month its ship is in)
+    previous_events: pl.DataFrame
     charges: pl.DataFrame  # the materialized charges' event ids (empty when none)
     errors: pl.DataFrame  # the materialized rule_errors dataset (empty when none)
     charges_materialized: bool
@@ -88,10 +90,11 @@ def load_client_month(
         events=events.with_columns(
             pl.col("event_id").is_in(charges["event_id"].implode()).alias("charged")
         ),
-        previous_events=_events(
+        previous_events=read_activity(
             store,
             client_id,
-            month_days(previous_month(month)) if previous_days is None else previous_days,
+            list(month_days(previous_month(month)) if previous_days is None else previous_days),
+            PREVIOUS_COLUMNS,
         ),
         charges=charges,
         errors=read_parquet(store.rule_errors_file(month, client_id), ERRORS_SCHEMA),
@@ -104,6 +107,10 @@ def load_client_month(
 # What coverage and leakage read of the events: the payload, raw_line, the source and the
 # rest are most of an activity file's bytes.
 EVENT_COLUMNS = ("event_id", "event_type", "order_id")
+# What leakage reads of the month before: whether an order was picked, shipped or cancelled
+# then, not which event did it. event_id is the widest of the three columns (a unique
+# string per event), and the month before is as large as this one at month end.
+PREVIOUS_COLUMNS = ("event_type", "order_id")
 
 
 def _events(store: Store, client_id: str, days: Sequence[date]) -> pl.DataFrame:

@@ -24,11 +24,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from billing_pipeline.reconciliation.inputs import ClientMonth
+from billing_pipeline.reconciliation.inputs import PREVIOUS_COLUMNS, ClientMonth
 
 LEAKAGE_HEADER = (
     "period",
@@ -49,9 +49,13 @@ def leakage_rows(
 ) -> list[tuple[str, ...]]:
     """Every leakage row of one client-month, in ``KINDS`` order."""
     rows = [*_not_charged(month, cm, kinds)]
-    # The order events of this month and the one before, their order ids read once.
+    # The order events of this month and the one before, their order ids read once; of the
+    # month before only which orders it picked or closed counts (PREVIOUS_COLUMNS).
     current = _order_events(cm.events)
-    both = pl.concat([_order_events(cm.previous_events), current], how="vertical_relaxed")
+    both = pl.concat(
+        [_order_events(cm.previous_events, PREVIOUS_COLUMNS), current.select(PREVIOUS_COLUMNS)],
+        how="vertical_relaxed",
+    )
     rows.extend(_shipped_without_pick(month, cm, current, both))
     rows.extend(_picked_not_shipped(month, cm, current, both))
     rows.extend(_no_invoice(month, cm, has_card))
@@ -92,18 +96,20 @@ def _not_charged(
 ORDER_TYPES = ("order.picked", "order.shipped", "order.cancelled")
 
 
-def _order_events(events: pl.DataFrame) -> pl.DataFrame:
-    """(event_type, order_id, event_id) of the order events that name an order."""
+def _order_events(
+    events: pl.DataFrame, columns: Sequence[str] = ("event_type", "order_id", "event_id")
+) -> pl.DataFrame:
+    """``columns`` of the order events that name an order."""
     return (
         events.filter(pl.col("event_type").is_in(ORDER_TYPES))
-        .select("event_type", "order_id", "event_id")
+        .select(columns)
         .drop_nulls("order_id")
     )
 
 
 def _orders(orders: pl.DataFrame, event_type: str) -> pl.DataFrame:
-    """(order_id, event_id) of the order events of one type."""
-    return orders.filter(pl.col("event_type") == event_type).select("order_id", "event_id")
+    """The order events of one type, without their type."""
+    return orders.filter(pl.col("event_type") == event_type).drop("event_type")
 
 
 def _order_row(
