@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import polars as pl
-
 from billing_pipeline.catalog import is_catalog_type
+from billing_pipeline.reconciliation.day_digests import DayDigest
 
 COVERAGE_HEADER = ("period", "client_id", "event_type", "events", "charged_events", "status")
 
@@ -38,22 +37,18 @@ def type_status(event_type: str, kinds: Mapping[str, str] | None) -> str:
 
 
 def coverage_rows(
-    month: str, client_id: str, events: pl.DataFrame, kinds: Mapping[str, str] | None
+    month: str, client_id: str, digest: DayDigest, kinds: Mapping[str, str] | None
 ) -> list[tuple[str, ...]]:
-    """One row per event type with valid events in the month, sorted by type. ``events``
-    has a ``charged`` column: whether the event produced at least one charge line."""
-    if events.is_empty():
-        return []
-    counts = dict(events["event_type"].value_counts().iter_rows())
-    charged = dict(events.filter("charged")["event_type"].value_counts().iter_rows())
+    """One row per event type with valid events in the month, sorted by type; ``digest``
+    counts them and those that produced at least one charge line."""
     return [
         (
             month,
             client_id,
             event_type,
-            str(counts[event_type]),
-            str(charged.get(event_type, 0)),
+            str(digest.events[event_type]),
+            str(digest.charged.get(event_type, 0)),
             type_status(event_type, kinds),
         )
-        for event_type in sorted(counts)
+        for event_type in sorted(digest.events)
     ]

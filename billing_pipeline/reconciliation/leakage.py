@@ -24,10 +24,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import polars as pl
 
+from billing_pipeline.reconciliation.day_digests import EXAMPLES
 from billing_pipeline.reconciliation.inputs import PREVIOUS_COLUMNS, ClientMonth
 
 LEAKAGE_HEADER = (
@@ -41,7 +42,6 @@ LEAKAGE_HEADER = (
     "detail",
 )
 KINDS = ("billable_not_charged", "shipped_without_pick", "picked_not_shipped", "no_invoice")
-EXAMPLES = 5
 
 
 def leakage_rows(
@@ -51,11 +51,8 @@ def leakage_rows(
     rows = [*_not_charged(month, cm, kinds)]
     # The order events of this month and the one before, their order ids read once; of the
     # month before only which orders it picked or closed counts (PREVIOUS_COLUMNS).
-    current = _order_events(cm.events)
-    both = pl.concat(
-        [_order_events(cm.previous_events, PREVIOUS_COLUMNS), current.select(PREVIOUS_COLUMNS)],
-        how="vertical_relaxed",
-    )
+    current = cm.orders
+    both = pl.concat([cm.previous_orders, current.select(PREVIOUS_COLUMNS)], how="vertical_relaxed")
     rows.extend(_shipped_without_pick(month, cm, current, both))
     rows.extend(_picked_not_shipped(month, cm, current, both))
     rows.extend(_no_invoice(month, cm, has_card))
@@ -69,42 +66,23 @@ def _ids(series: pl.Series) -> str:
 def _not_charged(
     month: str, cm: ClientMonth, kinds: Mapping[str, str] | None
 ) -> list[tuple[str, ...]]:
-    if kinds is None or cm.events.is_empty() or not cm.charges_materialized:
+    digest = cm.digest
+    if kinds is None or not digest.total or not cm.charges_materialized:
         return []  # no rules to judge by, or nothing charged yet (reported as no_invoice)
-    handled = [t for t, kind in kinds.items() if kind == "handler"]
-    left = cm.events.filter(pl.col("event_type").is_in(handled) & ~pl.col("charged")).join(
-        cm.errors.select("event_id").drop_nulls(), on="event_id", how="anti"
-    )
-    rows = []
-    for event_type in sorted(left["event_type"].unique().to_list()):
-        ids = left.filter(pl.col("event_type") == event_type)["event_id"]
-        rows.append(
-            (
-                month,
-                cm.client_id,
-                "billable_not_charged",
-                event_type,
-                str(ids.n_unique()),
-                _ids(ids),
-                "",
-                "a handler ran and emitted no charge",
-            )
+    return [
+        (
+            month,
+            cm.client_id,
+            "billable_not_charged",
+            event_type,
+            str(digest.uncharged[event_type]),
+            " ".join(digest.examples[event_type]),
+            "",
+            "a handler ran and emitted no charge",
         )
-    return rows
-
-
-ORDER_TYPES = ("order.picked", "order.shipped", "order.cancelled")
-
-
-def _order_events(
-    events: pl.DataFrame, columns: Sequence[str] = ("event_type", "order_id", "event_id")
-) -> pl.DataFrame:
-    """``columns`` of the order events that name an order."""
-    return (
-        events.filter(pl.col("event_type").is_in(ORDER_TYPES))
-        .select(columns)
-        .drop_nulls("order_id")
-    )
+        for event_type in sorted(digest.uncharged)
+        if kinds.get(event_type) == "handler"
+    ]
 
 
 def _orders(orders: pl.DataFrame, event_type: str) -> pl.DataFrame:
@@ -152,7 +130,7 @@ def _picked_not_shipped(
 
 
 def _no_invoice(month: str, cm: ClientMonth, has_card: bool) -> list[tuple[str, ...]]:
-    if cm.events.is_empty() or cm.has_invoice:
+    if not cm.digest.total or cm.has_invoice:
         return []
     return [
         (
@@ -160,7 +138,7 @@ def _no_invoice(month: str, cm: ClientMonth, has_card: bool) -> list[tuple[str, 
             cm.client_id,
             "no_invoice",
             "",
-            str(cm.events.height),
+            str(cm.digest.total),
             "",
             "",
             no_invoice_reason(cm, has_card),
@@ -183,6 +161,6 @@ def no_invoice_reason(cm: ClientMonth, has_card: bool) -> str:
         parts.append(f"unpriced charges: {codes}")
     if parts:
         return "blocked: " + "; ".join(parts)
-    if cm.charges.is_empty():
+    if not cm.has_charges:
         return "no charges and no flat fee this month"
     return "invoice not materialized"

@@ -141,7 +141,7 @@ def build_month_report(
         )
         card = cards.get(client_id)
         kinds = kinds_of(card.rules if card else "default.lua")
-        report.coverage.extend(coverage_rows(month, client_id, cm.events, kinds))
+        report.coverage.extend(coverage_rows(month, client_id, cm.digest, kinds))
         report.leakage.extend(leakage_rows(month, cm, kinds, has_card=card is not None))
     report.quarantine = quarantine_rows(month, quarantine_of_month(store, month))
     report.rule_errors = rule_error_rows(month, rule_errors_of_month(store, month))

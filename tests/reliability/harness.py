@@ -137,13 +137,17 @@ def content(path: Path) -> bytes:
     """A file's bytes, except that a charges-cache entry drops ``activity_stat``: the size,
     mtime and inode of the activity file it was computed from, which every rewrite of that
     file changes by design (billing_pipeline/charges_cache.py); the charges' parts.json
-    drops the stats of the part files, and the landing files' identities keep only their
-    paths and hashes."""
+    drops the stats of the part files, the reconciliation's day digests their keys (the
+    stats of the files each digest was made from: billing_pipeline/reconciliation/
+    day_digests.py), and the landing files' identities keep only their paths and hashes."""
     data = path.read_bytes()
     if path.name == "entry.json" and "_cache" in path.parts:
         entry = json.loads(data)
         entry.pop("activity_stat")
         return json.dumps(entry, sort_keys=True).encode()
+    if path.name == "digests.json" and "_cache" in path.parts:
+        days = json.loads(data)["days"]
+        return json.dumps({d: e["digest"] for d, e in days.items()}, sort_keys=True).encode()
     if path.name == "landing_identities.parquet":
         return _landing_identities(path).write_csv().encode()
     if path.name == "parts.json" and "_state" in path.parts:
