@@ -160,7 +160,11 @@ bounds it now, per million events (CPU, measured in-process or with rusage):
 
 Even with the parent's share at nothing the worker alone is above 0.5 s; reaching it needs a
 different design of the payload path (e.g. fields decoded once per type into typed columns
-and tables made only for what a handler reads), not more tuning of this one.
+and tables made only for what a handler reads), not more tuning of this one. Or the contract
+could say that ``e`` and its tables live for the handler's call only: reusing them per event
+type measured ~15 % less CPU per million (docs/performance.md, "Session 8"), but under SPEC
+§5 as written a rule that keeps ``e`` or keys a cache on it would see other events' values,
+so the loop makes fresh tables.
 
 Limits: the instruction budget is the counter above (reset per handler call; shared by
 coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume``
