@@ -34,6 +34,7 @@ from billing_pipeline.storage import (
     file_stat,
     file_stats,
     read_parquet,
+    scan_parquet,
     write_bytes,
 )
 
@@ -57,28 +58,34 @@ class DayDigest:
         return sum(self.events.values())
 
 
-def digest_of(events: pl.DataFrame, charged_ids: pl.Series, errored_ids: pl.Series) -> DayDigest:
-    """``events`` (event_id, event_type); the event ids with a charge line, and with a rule
-    error (others than these events' may be in either)."""
+def digests_of(
+    events: pl.DataFrame, charged_ids: pl.Series, errored_ids: pl.Series
+) -> dict[date, DayDigest]:
+    """The digest of each day of ``events`` (event_id, event_type, activity_date), given the
+    event ids with a charge line and those with a rule error (a superset of these events' is
+    fine: an event id is in one day only)."""
     marked = events.select(
+        "activity_date",
         "event_type",
         "event_id",
         pl.col("event_id").is_in(charged_ids.implode()).alias("charged"),
     )
-    counts = marked.group_by("event_type").agg(pl.len(), pl.col("charged").sum())
+    keys = ["activity_date", "event_type"]
+    counts = marked.group_by(keys).agg(pl.len(), pl.col("charged").sum())
     left = (
         marked.filter(~pl.col("charged") & ~pl.col("event_id").is_in(errored_ids.implode()))
-        .group_by("event_type")
+        .group_by(keys)
         .agg(pl.len(), pl.col("event_id").sort().head(EXAMPLES))
     )
-    digest = DayDigest()
-    for event_type, n, charged in counts.sort("event_type").iter_rows():
+    out: dict[date, DayDigest] = {}
+    for day, event_type, n, charged in counts.sort(keys).iter_rows():
+        digest = out.setdefault(day, DayDigest())
         digest.events[event_type] = n
         digest.charged[event_type] = charged
-    for event_type, n, examples in left.sort("event_type").iter_rows():
-        digest.uncharged[event_type] = n
-        digest.examples[event_type] = list(examples)
-    return digest
+    for day, event_type, n, examples in left.sort(keys).iter_rows():
+        out[day].uncharged[event_type] = n
+        out[day].examples[event_type] = list(examples)
+    return out
 
 
 def add_up(days: Sequence[DayDigest]) -> DayDigest:
@@ -139,17 +146,22 @@ def client_month_digest(
 def _digest_days(
     store: Store, month: str, client_id: str, days: list[date], legacy: bool
 ) -> dict[str, DayDigest]:
+    """Digests of ``days``, from one read of their events and of their charge lines."""
     events = read_activity(store, client_id, days, ["event_id", "event_type", "activity_date"])
-    errored = _ids(store.rule_errors_file(month, client_id))
     folder = store.charges_dir(month, client_id)
     files = _charges_files(store, month, client_id)
-    whole = pl.concat([_ids(folder / name) for name in sorted(files)]) if legacy else None
-    out = {}
-    for day in days:
-        charged = whole if whole is not None else _ids(store.charges_part(month, client_id, day))
-        ours = events.filter(pl.col("activity_date") == day)
-        out[day.isoformat()] = digest_of(ours, charged, errored)
-    return out
+    if legacy:  # one file for the month
+        wanted = sorted(files)
+    else:
+        wanted = [n for n in (f"part-{day.isoformat()}.parquet" for day in days) if n in files]
+    charged = (
+        scan_parquet([folder / name for name in wanted]).select("event_id").collect()["event_id"]
+        if wanted
+        else pl.Series("event_id", [], pl.String)
+    )
+    found = digests_of(events, charged, _ids(store.rule_errors_file(month, client_id)))
+    # a day whose activity file holds no event (all of them gone) still gets a digest
+    return {day.isoformat(): found.get(day, DayDigest()) for day in days}
 
 
 def _charges_files(store: Store, month: str, client_id: str) -> dict[str, list[int | str]]:

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from billing_pipeline.reconciliation import day_digests, render_files
-from billing_pipeline.reconciliation.day_digests import DayDigest, add_up, digest_of
+from billing_pipeline.reconciliation.day_digests import DayDigest, add_up, digests_of
 from billing_pipeline.storage import write_parquet
 from tests.reconciliation.builders import MONTH, World, make_world
 from tests.reconciliation.test_reports import report, rows
@@ -21,24 +21,35 @@ CACHE = Path("_cache") / "reconciliation"
 NOT_CHARGED = "a handler ran and emitted no charge"
 
 
-def _frame(ids_types: list[tuple[str, str]]) -> pl.DataFrame:
-    return pl.DataFrame(ids_types, schema=["event_id", "event_type"], orient="row")
-
-
 def _ids(*ids: str) -> pl.Series:
     return pl.Series("event_id", list(ids), dtype=pl.String)
 
 
-def test_a_day_by_hand() -> None:
-    # e1..e4: e1 and e3 made charges, e4 a rule error; so only e2 is left uncharged
-    events = _frame([("e3", "ship"), ("e1", "pick"), ("e4", "ship"), ("e2", "pick")])
-    digest = digest_of(events, _ids("e1", "e3", "other"), _ids("e4", "elsewhere"))
-    assert digest == DayDigest(
-        events={"pick": 2, "ship": 2},
-        charged={"pick": 1, "ship": 1},
-        uncharged={"pick": 1},
-        examples={"pick": ["e2"]},
-    )
+def test_two_days_by_hand() -> None:
+    # day 1: e1 and e3 made charges, e4 a rule error, so only e2 is left uncharged;
+    # day 2: e5 made none
+    one, two = date(2026, 3, 1), date(2026, 3, 2)
+    events = pl.DataFrame(
+        [("e3", "ship", one), ("e1", "pick", one), ("e5", "pick", two), ("e4", "ship", one),
+         ("e2", "pick", one)],
+        schema=["event_id", "event_type", "activity_date"],
+        orient="row",
+    )  # fmt: skip
+    digests = digests_of(events, _ids("e1", "e3", "other"), _ids("e4", "elsewhere"))
+    assert digests == {
+        one: DayDigest(
+            events={"pick": 2, "ship": 2},
+            charged={"pick": 1, "ship": 1},
+            uncharged={"pick": 1},
+            examples={"pick": ["e2"]},
+        ),
+        two: DayDigest(
+            events={"pick": 1},
+            charged={"pick": 0},
+            uncharged={"pick": 1},
+            examples={"pick": ["e5"]},
+        ),
+    }
 
 
 def test_days_add_up_and_keep_the_five_smallest_ids() -> None:
