@@ -120,7 +120,7 @@ def client_month_digest(
     errors = file_stats(errors_file.parent).get(errors_file.name)
     keys = {
         day.isoformat(): [
-            file_stat(store.activity_file(day, client_id)),
+            _stat_or_none(store.activity_file(day, client_id)),
             legacy if legacy is not None else by_day.get(day.isoformat()),
             errors,
         ]
@@ -162,6 +162,14 @@ def _digest_days(
     found = digests_of(events, charged, _ids(store.rule_errors_file(month, client_id)))
     # a day whose activity file holds no event (all of them gone) still gets a digest
     return {day.isoformat(): found.get(day, DayDigest()) for day in days}
+
+
+def _stat_or_none(path: DataPath) -> list[int | str] | None:
+    """A missing file (a day without activity: no events) is a key too."""
+    try:
+        return file_stat(path)
+    except FileNotFoundError:
+        return None
 
 
 def _charges_files(store: Store, month: str, client_id: str) -> dict[str, list[int | str]]:

@@ -13,6 +13,7 @@ import pytest
 
 from billing_pipeline.reconciliation import day_digests, render_files
 from billing_pipeline.reconciliation.day_digests import DayDigest, add_up, digests_of
+from billing_pipeline.reconciliation.inputs import activity_days, load_client_month
 from billing_pipeline.storage import write_parquet
 from tests.reconciliation.builders import MONTH, World, make_world
 from tests.reconciliation.test_reports import report, rows
@@ -162,3 +163,12 @@ def test_charges_stored_in_one_file_for_the_month(fresh: World, tmp_path: Path) 
         part.unlink()
     write_parquet(whole, folder / "part-0.parquet")
     assert render_files(report(fresh, finance)) == expected
+
+
+def test_days_without_activity_add_nothing(fresh: World) -> None:
+    # every day of March, most of them without an activity file, against testco's 7 days
+    listed = activity_days(fresh.store, MONTH)["testco"]
+    assert len(listed) == 7
+    everyday = load_client_month(fresh.store, MONTH, "testco").digest
+    assert everyday == load_client_month(fresh.store, MONTH, "testco", listed).digest
+    assert everyday.total == 12  # testco's March events in builders.py (E-P6 is February's)
