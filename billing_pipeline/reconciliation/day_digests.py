@@ -136,7 +136,7 @@ def client_month_digest(
             pass  # never digested, or written in another shape: digested again
     stale = [day for day in days if day.isoformat() not in digests]
     if stale:
-        digests.update(_digest_days(store, month, client_id, stale, legacy is not None))
+        digests.update(_digest_days(store, month, client_id, stale, charges, legacy is not None))
         entries = {iso: {"key": keys[iso], "digest": asdict(digests[iso])} for iso in keys}
         data = json.dumps({"format": _FORMAT, "days": entries}, sort_keys=True).encode()
         write_bytes(data, path, durable=False)  # a cache: a lost write costs a recompute
@@ -144,12 +144,17 @@ def client_month_digest(
 
 
 def _digest_days(
-    store: Store, month: str, client_id: str, days: list[date], legacy: bool
+    store: Store,
+    month: str,
+    client_id: str,
+    days: list[date],
+    files: dict[str, list[int | str]],
+    legacy: bool,
 ) -> dict[str, DayDigest]:
-    """Digests of ``days``, from one read of their events and of their charge lines."""
+    """Digests of ``days``, from one read of their events and of their charge lines (in
+    ``files``, the client-month's charges files)."""
     events = read_activity(store, client_id, days, ["event_id", "event_type", "activity_date"])
     folder = store.charges_dir(month, client_id)
-    files = _charges_files(store, month, client_id)
     if legacy:  # one file for the month
         wanted = sorted(files)
     else:

@@ -87,8 +87,8 @@ def load_client_month(
     return ClientMonth(
         client_id=client_id,
         digest=client_month_digest(store, month, client_id, days),
-        orders=_orders(store, client_id, days, ORDER_COLUMNS),
-        previous_orders=_orders(store, client_id, list(previous_days), PREVIOUS_COLUMNS),
+        orders=_order_events(store, client_id, days, ORDER_COLUMNS),
+        previous_orders=_order_events(store, client_id, list(previous_days), PREVIOUS_COLUMNS),
         charges_materialized=charges_written(store, month, client_id),
         state=None if has_invoice else read_charges_state(store, month, client_id),
         has_charges=(
@@ -109,7 +109,9 @@ ORDER_COLUMNS = ("event_type", "order_id", "event_id")
 PREVIOUS_COLUMNS = ("event_type", "order_id")
 
 
-def _orders(store: Store, client_id: str, days: list[date], columns: Sequence[str]) -> pl.DataFrame:
+def _order_events(
+    store: Store, client_id: str, days: list[date], columns: Sequence[str]
+) -> pl.DataFrame:
     """``columns`` of the order events on ``days`` that name an order."""
     return (
         read_activity(store, client_id, days, columns)

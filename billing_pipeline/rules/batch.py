@@ -229,6 +229,13 @@ def run_in_lua(
     )
 
 
+# Text in this form is read exactly by polars' cast to QUANTITY: at most 32 integer digits
+# (charge() refuses 1e32 and more) and 6 places. Basis strings are mostly in it (carriers'
+# label costs), and so is polars' text of most fractional numbers; other forms charge()
+# accepts ("1e3", " 5", "+5", ".5", more places for a number) go one by one.
+_PLAIN_DECIMAL = r"^[0-9]{1,32}(\.[0-9]{0,6})?$"
+
+
 def floats_to_decimal(values: pl.Series) -> pl.Series:
     """Lua numbers as SPEC §5 reads them: shortest decimal, half-up to 6 places.
 
@@ -238,7 +245,7 @@ def floats_to_decimal(values: pl.Series) -> pl.Series:
     quantities). A distinct value is read from polars' text of it, which is the shortest
     round-trip form, the digits of Python's ``repr`` (tests/rules/test_floats_to_decimal.py):
     when that text is plain with at most 6 places (label costs, hours) it is cast as it is,
-    with nothing to round; anything else (more places, an exponent) goes through
+    with nothing to round; anything else (more places, an exponent, a sign) goes through
     ``decimals``. 2,704 distinct label costs given as numbers: 7.2 ms one by one, 3.6 ms so
     (~1 s of the charges step at 10M events x 300 clients).
     """
@@ -253,17 +260,12 @@ def floats_to_decimal(values: pl.Series) -> pl.Series:
         odd = odd_values.unique()
         text = odd.cast(pl.String)
         exact = text.cast(QUANTITY, strict=False)
-        others = (~text.str.contains(_PLAIN_FLOAT)).arg_true()
+        others = (~text.str.contains(_PLAIN_DECIMAL)).arg_true()
         if others.len():
             converted = [round_quantity(shortest_decimal(x)) for x in odd.gather(others)]
             exact = exact.scatter(others, pl.Series(converted, dtype=QUANTITY))
         out = out.scatter(odd_rows, odd_values.replace_strict(odd, exact, return_dtype=QUANTITY))
     return out
-
-
-# polars' text of a float when it is a plain decimal of at most 6 places, which the cast
-# reads exactly; other texts (an exponent, more places) are converted one by one
-_PLAIN_FLOAT = r"^-?[0-9]{1,16}\.[0-9]{1,6}$"
 
 
 def quantity_table(raw: RawResult) -> pl.Series:
@@ -273,13 +275,6 @@ def quantity_table(raw: RawResult) -> pl.Series:
     if not raw.quantities:
         return direct
     return direct.append(floats_to_decimal(pl.Series(raw.quantities, dtype=pl.Float64)))
-
-
-# A basis string in this form (what carriers' label costs look like) is read exactly by
-# polars' cast to QUANTITY: at most 32 integer digits (charge() refuses 1e32 and more) and 6
-# places (it refuses more). Other forms charge() accepts ("1e3", " 5", "+5", ".5") go
-# through parse_decimal one by one.
-_PLAIN_BASIS = r"^[0-9]{1,32}(\.[0-9]{0,6})?$"
 
 
 def basis_table(raw: RawResult) -> pl.Series:
@@ -296,7 +291,7 @@ def basis_table(raw: RawResult) -> pl.Series:
     if not is_number.all():
         strings = [b for b in bases if not isinstance(b, float)]
         text = pl.Series(strings, dtype=pl.String)
-        plain = text.str.contains(_PLAIN_BASIS)
+        plain = text.str.contains(_PLAIN_DECIMAL)
         exact = text.cast(QUANTITY, strict=False)
         odd_rows = (~plain).arg_true()
         if odd_rows.len():

@@ -73,10 +73,8 @@ def fresh(tmp_path: Path) -> World:
 
 
 def test_a_report_from_cached_digests_is_the_report_from_the_files(
-    fresh: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh: World, finance: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    finance = tmp_path / "finance"
-    finance.mkdir()
     first = render_files(report(fresh, finance))
     assert (fresh.data / CACHE / f"month={MONTH}" / "client_id=testco" / "digests.json").exists()
 
@@ -103,9 +101,7 @@ def _drop_charges_of(world: World, event_id: str, day: date) -> None:
     write_parquet(pl.read_parquet(part).filter(pl.col("event_id") != event_id), part)
 
 
-def test_a_day_whose_charges_changed_is_digested_again(fresh: World, tmp_path: Path) -> None:
-    finance = tmp_path / "finance"
-    finance.mkdir()
+def test_a_day_whose_charges_changed_is_digested_again(fresh: World, finance: Path) -> None:
     report(fresh, finance)  # digests cached
     # E-S2 (order.shipped, 2026-03-03) loses its SHIP_LABEL line: testco's shipments are then
     # 4 with 3 charged, and E-S2 is billable but not charged
@@ -121,9 +117,7 @@ def test_a_day_whose_charges_changed_is_digested_again(fresh: World, tmp_path: P
     assert render_files(report(fresh, finance)) == files
 
 
-def test_a_day_whose_events_changed_is_digested_again(fresh: World, tmp_path: Path) -> None:
-    finance = tmp_path / "finance"
-    finance.mkdir()
+def test_a_day_whose_events_changed_is_digested_again(fresh: World, finance: Path) -> None:
     report(fresh, finance)
     # a second putaway on 2026-03-08 (not billable by default.lua): 2 events, 0 charged
     path = fresh.store.activity_file(date(2026, 3, 8), "testco")
@@ -137,9 +131,7 @@ def test_a_day_whose_events_changed_is_digested_again(fresh: World, tmp_path: Pa
     assert render_files(report(fresh, finance)) == files
 
 
-def test_rule_errors_that_went_away_are_seen(fresh: World, tmp_path: Path) -> None:
-    finance = tmp_path / "finance"
-    finance.mkdir()
+def test_rule_errors_that_went_away_are_seen(fresh: World, finance: Path) -> None:
     before = render_files(report(fresh, finance))
     # B-S1's shipment raised in block.lua: a rule error, so not billable_not_charged
     assert _not_charged(before, "blockco") == []
@@ -148,11 +140,9 @@ def test_rule_errors_that_went_away_are_seen(fresh: World, tmp_path: Path) -> No
     assert _not_charged(after, "blockco") == [["order.shipped", "1", "B-S1"]]
 
 
-def test_charges_stored_in_one_file_for_the_month(fresh: World, tmp_path: Path) -> None:
+def test_charges_stored_in_one_file_for_the_month(fresh: World, finance: Path) -> None:
     # the layout before charges were split by day (part-0.parquet): every day's events are
     # matched against the one file, and the reports are the same
-    finance = tmp_path / "finance"
-    finance.mkdir()
     expected = render_files(report(fresh, finance))
     shutil.rmtree(fresh.data / CACHE)
     folder = fresh.store.charges_dir(MONTH, "testco")
