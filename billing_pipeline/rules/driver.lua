@@ -351,8 +351,12 @@ end
 -- and compile everything again, which cost more than the Lua of a small batch (issue 7).
 local CHUNKS = {}
 
+-- Per module chunk name, the functions of its source that cannot keep their first argument's
+-- tables: "linedefined:lastlinedefined" -> true (confined.py), for the chunk last required.
+local CONFINED = {}
+
 -- Builds the environment for one rules file: `modules` maps module names to
--- {source=, chunkname=} (or {refused=reason}); returns env and the `require` cache.
+-- {source=, chunkname=, confined=} (or {refused=reason}); returns env and the `require` cache.
 local function make_env(modules, on_load)
   local table_lib = copy_fields(table, SAFE_TABLE)
   table_lib.unpack = unpack
@@ -402,6 +406,7 @@ local function make_env(modules, on_load)
     if mod.error then
       error(mod.error, 0)
     end
+    CONFINED[mod.chunkname] = mod.confined
     local key = mod.chunkname .. "\0" .. mod.source
     local fn = CHUNKS[key]
     if fn == nil then
@@ -837,10 +842,18 @@ local function gen_value(shape, out, var, depth, refs)
   elseif shape.o then
     local keys = shape.o
     emit(str_format("if p[i] ~= 123 then return nil end"))
-    emit(str_format("local %s = tnew(0, %d)", var, #keys + 1))
+    -- The payload itself may be the last event's table, refilled (`t0`, see new_decoder):
+    -- its stores are rawset, as it carries P_MT, whose __newindex would fill it.
+    local top = depth == 1
+    if top then
+      emit(str_format("local %s = t0", var))
+      emit(str_format("if %s == nil then %s = tnew(0, %d) end", var, var, #keys + 1))
+    else
+      emit(str_format("local %s = tnew(0, %d)", var, #keys + 1))
+    end
     -- stored at once (see ESCAPE)
     emit(str_format("ESCAPE[1] = %s", var))
-    emit(str_format("%s[ROW] = row", var))
+    emit(str_format("rawset(%s, ROW, row)", var))
     emit("i = i + 1")
     if #keys == 0 then
       emit("if p[i] ~= 125 then return nil end")
@@ -857,10 +870,19 @@ local function gen_value(shape, out, var, depth, refs)
         refs[#refs + 1] = key
         emit(str_format("  local %s, s; %s, i, s = pscalar(p, i, n)", child, child))
         emit(str_format("  if %s == FAIL then return nil end", child))
-        emit(str_format("  if s then %s[R%d] = %s else %s[%s] = %s end", var, #refs, child, var, lit, child))
+        if top then
+          -- a refilled table may hold this field the other way from the last event (a
+          -- string then, a number now): the other key is cleared
+          emit(str_format(
+            "  if s then rawset(%s, R%d, %s); if t0 then rawset(%s, %s, nil) end"
+              .. " else rawset(%s, %s, %s); if t0 then rawset(%s, R%d, nil) end end",
+            var, #refs, child, var, lit, var, lit, child, var, #refs))
+        else
+          emit(str_format("  if s then %s[R%d] = %s else %s[%s] = %s end", var, #refs, child, var, lit, child))
+        end
       else
         gen_value(shape.v[k], out, child, depth + 1, refs)
-        emit(str_format("  %s[%s] = %s", var, lit, child))
+        emit(str_format("  rawset(%s, %s, %s)", var, lit, child))
       end
       emit("end")
       emit(str_format("if p[i] ~= %d then return nil end", k < #keys and 44 or 125))
@@ -869,7 +891,11 @@ local function gen_value(shape, out, var, depth, refs)
       end
     end
     emit("i = i + 1")
-    emit(str_format("setmt(%s, P_MT)", var))
+    if top then
+      emit(str_format("if t0 == nil then setmt(%s, P_MT) end", var))
+    else
+      emit(str_format("setmt(%s, P_MT)", var))
+    end
   else
     emit("if p[i] ~= 91 then return nil end")
     emit(str_format("local %s = {}", var))
@@ -916,12 +942,12 @@ local function compile_shape(p, n)
   local body, refs = {}, {}
   gen_value(shape, body, "t", 1, refs)
   local out = {
-    "local tnew, memchr, cast, i32p, scalar, pscalar, FAIL, ROW, P_MT, setmt, refs, ESCAPE = ...",
+    "local tnew, memchr, cast, i32p, scalar, pscalar, FAIL, ROW, P_MT, setmt, refs, ESCAPE, rawset = ...",
   }
   for k = 1, #refs do
     out[#out + 1] = str_format("local R%d = refs[%d]", k, k)
   end
-  out[#out + 1] = "return function(p, n, row)"
+  out[#out + 1] = "return function(p, n, row, t0)"
   out[#out + 1] = "if memchr(p, 92, n) ~= nil then return nil end -- escapes: the generic decoder"
   out[#out + 1] = "local i = 0"
   for _, line in ipairs(body) do
@@ -934,10 +960,14 @@ local function compile_shape(p, n)
     refs[k] = pending_key(refs[k])
   end
   local fn = assert(load(concat(out, "\n"), "=payload shape", "t", {}))
-  return fn(tnew, C.memchr, ffi_cast, i32p, clean_scalar, clean_pending, FAIL, ROW, P_MT, setmetatable, refs, ESCAPE)
+  return fn(tnew, C.memchr, ffi_cast, i32p, clean_scalar, clean_pending, FAIL, ROW, P_MT, setmetatable, refs, ESCAPE, rawset)
 end
 
 -- Per event type: a decoder trying the learnt shapes, falling back to the generic one.
+-- With `refill` (the handler is confined, see confined.py) the first shape's decoder refills
+-- the table it made for the last such event, unless that table was filled since (a write to
+-- an absent key, pairs, ...: `materialize` took its ROW): two tables fewer per event to make
+-- and collect. The other shapes and the generic decoder always make fresh tables.
 local function new_decoder()
   local shapes, n_shapes, tries = {}, 0, 0
   local function slow(p, n)
@@ -952,11 +982,19 @@ local function new_decoder()
     end
     return t
   end
-  return function(p, n, row)
+  local kept = nil
+  return function(p, n, row, refill)
     local f = shapes[1]
     if f then
-      local t = f(p, n, row)
+      local t0 = nil
+      if refill and kept ~= nil and rawget(kept, ROW) ~= nil then
+        t0 = kept
+      end
+      local t = f(p, n, row, t0)
       if t then
+        if refill then
+          kept = t
+        end
         return t
       end
       for k = 2, n_shapes do
@@ -1088,17 +1126,26 @@ end
 -- trace of its own that LuaJIT cannot return from, "NYI: return to lower frame", and after
 -- a few such aborts it blacklists the handler and the loop runs interpreted). The caller
 -- runs this loop under one pcall and, when a handler fails, resumes after that event
--- (`begin` and `done` record where the loop is).
+-- (`begin` and `done` record where the loop is). For a confined handler (`refill`, see
+-- confined.py: it cannot keep `e` or its payload past the call) one `e` is refilled from
+-- event to event, as long as the handler has not filled it (materialize takes its ROW).
 local RUN_TYPE_SRC = [==[
-local pay, setmetatable, E_MT, ROW, rows, charge, ctxs, vcode, begin, done, decode, h = ...
+local pay, setmetatable, E_MT, ROW, rows, charge, ctxs, vcode, begin, done, decode, h, refill, rawget, rawset = ...
+local e = nil
 return function(order, lo, hi)
   for j = lo, hi - 1 do
     local i = order[j]
     local p, len = pay(i)
-    local e = setmetatable({
-      [ROW] = i,
-      payload = decode(p, len, i),
-    }, E_MT) -- lazy: the other fields are made when read (E_FIELDS)
+    local payload = decode(p, len, i, refill)
+    if refill and e ~= nil and rawget(e, ROW) ~= nil then
+      rawset(e, ROW, i)
+      rawset(e, "payload", payload)
+    else
+      e = setmetatable({
+        [ROW] = i,
+        payload = payload,
+      }, E_MT) -- lazy: the other fields are made when read (E_FIELDS)
+    end
     local ctx = ctxs[vcode[i]]
     begin(j, rows[i], e, ctx)
     h(e, charge, ctx)
@@ -1124,6 +1171,13 @@ local function handler_key(h)
     return info.source .. ":" .. info.linedefined
   end
   return "builtin:" .. tostring(info.ffid or info.addr)
+end
+
+-- May the event loop refill `e` and its payload for this handler (confined.py)?
+local function confined(h)
+  local info = funcinfo(h)
+  local spans = info.source and CONFINED[info.source]
+  return spans ~= nil and spans[info.linedefined .. ":" .. info.lastlinedefined] == true
 end
 
 -- Returns a runner for one rules table.
@@ -1495,7 +1549,8 @@ function M.new_batch(rules, spec)
       decode = new_decoder()
       DECODERS[name] = decode
     end
-    local loop = fn(pay, setmetatable, E_MT, ROW, rows, charge, ctxs, vcode, begin, done, decode, h)
+    local loop = fn(pay, setmetatable, E_MT, ROW, rows, charge, ctxs, vcode, begin, done, decode, h,
+      confined(h), rawget, rawset)
     local j = lo
     while j < hi do
       local ok, err = pcall(loop, order, j, hi)

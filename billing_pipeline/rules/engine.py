@@ -160,11 +160,17 @@ bounds it now, per million events (CPU, measured in-process or with rusage):
 
 Even with the parent's share at nothing the worker alone is above 0.5 s; reaching it needs a
 different design of the payload path (e.g. fields decoded once per type into typed columns
-and tables made only for what a handler reads), not more tuning of this one. Or the contract
-could say that ``e`` and its tables live for the handler's call only: reusing them per event
-type measured ~15 % less CPU per million (docs/performance.md, "Session 8"), but under SPEC
-§5 as written a rule that keeps ``e`` or keys a cache on it would see other events' values,
-so the loop makes fresh tables.
+and tables made only for what a handler reads), not more tuning of this one.
+
+Refilled tables (session 9): SPEC §5 lets a rule keep ``e`` or its payload past the call (in
+a table, a closure, a cache keyed on it), so the loop cannot hand every handler the same
+tables refilled. It does so for the handlers whose source shows that they cannot keep them
+(confined.py: the parameter is only ever indexed by field name, the payload only indexed or
+named by one local that is only indexed, nothing of it inside a nested function); every other
+handler gets fresh tables as before, so no rule can tell. A refilled table that a handler
+filled (a write to an absent key, pairs, ...) is dropped for a fresh one. All nine handlers
+of the default rules are confined; heavy_parcel's ``order.shipped`` (which hands ``e`` to the
+default one) is not. Figures: docs/performance.md, "Session 9".
 
 Limits: the instruction budget is the counter above (reset per handler call; shared by
 coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume``

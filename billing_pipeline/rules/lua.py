@@ -11,6 +11,7 @@ from typing import Any
 
 import lupa.luajit21 as luajit
 
+from billing_pipeline.rules.confined import confined_spans
 from billing_pipeline.rules.instrument import InstrumentError, instrument
 from billing_pipeline.rules.modules import Module
 
@@ -88,8 +89,8 @@ def to_lua(runtime: Any, value: Any) -> Any:
 
 
 def modules_table(runtime: Any, modules: Mapping[str, Module]) -> Any:
-    """Module name -> {source (instrumented, see instrument.py), chunkname} or {error} or
-    {refused}."""
+    """Module name -> {source (instrumented, see instrument.py), chunkname, confined (see
+    confined.py)} or {error} or {refused}."""
     entries: dict[str, dict[str, Any]] = {}
     for name, module in modules.items():
         if module.source is None:
@@ -100,7 +101,11 @@ def modules_table(runtime: Any, modules: Mapping[str, Module]) -> Any:
         except InstrumentError as exc:
             entries[name] = {"error": f"{module.chunkname}:{exc}"}
             continue
-        entries[name] = {"source": source, "chunkname": "@" + module.chunkname}
+        entries[name] = {
+            "source": source,
+            "chunkname": "@" + module.chunkname,
+            "confined": dict.fromkeys(confined_spans(module.source), True),
+        }
     return to_lua(runtime, entries)
 
 
