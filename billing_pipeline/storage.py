@@ -187,9 +187,14 @@ def _uploaded(target: UPath) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_parquet(frame: pl.DataFrame, target: DataPath, durable: bool = True) -> None:
+def write_parquet(
+    frame: pl.DataFrame,
+    target: DataPath,
+    durable: bool = True,
+    row_group_size: int | None = None,
+) -> None:
     with atomic_path(target, durable=durable) as tmp:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        frame.write_parquet(tmp, compression="zstd", statistics=True, row_group_size=row_group_size)
 
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:

@@ -9,7 +9,10 @@ memory. Now a night:
 
 1. probes every segment for the rows of the event ids it brings, and of the files it parsed
    again: one scan that filters on ``event_id`` and ``file_id`` (the Parquet reader decodes
-   the other columns only for the rows that match);
+   the other columns only for the rows that match). A segment's fences (the event id of every
+   ``FENCE_ROWS``-th row, kept in the index) say which of its blocks of rows can hold one of
+   the night's ids, and only those are read, unless the night re-parsed a file (whose old rows
+   may be anywhere);
 2. classifies those event ids again (a row's outcome depends only on the rows with its event
    id, ``classify``);
 3. writes the new rows as a new segment, and a new version of each segment whose rows'
@@ -18,7 +21,7 @@ memory. Now a night:
    so a client has about log2(nights) segments and each row is rewritten about that often.
 
 Layout under ``_staging/register/client_id=ID/``: ``index.json`` (the segments in creation
-order with their row counts, and the number the next segment file takes) and
+order with their row counts, their fences, and the number the next segment file takes) and
 ``seg-NNNNNN.parquet`` files, each sorted by event id, source file and line. A register
 written before segments existed (``part-0.parquet``, no index) is read as one segment.
 
@@ -30,7 +33,7 @@ leftovers). Writers hold the ingest lock (``billing_pipeline.locks``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -60,6 +63,12 @@ KEY = ["file_id", "source_line"]
 # A merge reads both segments whole: no merge makes a segment of more rows than this
 # (~150 bytes a row in memory), and segments this large are left as they are.
 MAX_SEGMENT_ROWS = 2_000_000
+# Rows per block (and Parquet row group) of a segment. The probe reads the blocks whose range
+# of event ids holds one of the night's ids: reading every id ever landed each night cost
+# ~0.06 µs a row of history (~18 s a night after a month at 10 million events a day), growing
+# for ever. Event ids that grow with time (most WMS number them in order) fall in the newest
+# blocks; ids in no order (random UUIDs) hit every block, as before.
+FENCE_ROWS = 65_536
 
 
 @dataclass
@@ -70,6 +79,9 @@ class Segments:
     names: list[str]
     rows: list[int]
     next: int
+    # segment name -> {"every": rows per block, "ids": the event id at each block's first row,
+    # then at the segment's last row}; a segment written before fences has none (read whole)
+    fences: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def load(cls, store: Store, client_id: str) -> Segments:
@@ -86,6 +98,7 @@ class Segments:
             [s[0] for s in index["segments"]],
             [s[1] for s in index["segments"]],
             index["next"],
+            index.get("fences", {}),
         )
 
     def paths(self) -> list[DataPath]:
@@ -106,7 +119,8 @@ class Segments:
         segments = [[n, r] for n, r in zip(self.names, self.rows, strict=True)]
         # Not flushed to disk, like the segments and the rest of ingestion's staging
         # (storage.atomic_path): a flush per client cost ~3 ms of a night's wall time.
-        index = json.dumps({"segments": segments, "next": self.next}).encode()
+        fences = {name: self.fences[name] for name in self.names if name in self.fences}
+        index = json.dumps({"segments": segments, "next": self.next, "fences": fences}).encode()
         write_bytes(index, self.folder / INDEX, durable=False)
         named = {INDEX, *self.names}
         for name in child_files(self.folder):
@@ -169,17 +183,55 @@ def _probe(segments: Segments, ids: pl.Series, files: list[str]) -> pl.DataFrame
     empty = pl.DataFrame(schema={**REGISTER_SCHEMA, "_segment": pl.Utf8})
     if not segments.names or (ids.is_empty() and not files):
         return empty
-    hit = pl.col("event_id").is_in(ids.unique().implode())
+    wanted = ids.drop_nulls().unique().sort()
+    hit = pl.col("event_id").is_in(wanted.implode())
     if files:  # most nights re-parse no file: no file_id column to read
         hit = hit | pl.col("file_id").is_in(files)
-    found = (
-        scan_parquet(segments.paths(), include_file_paths="_segment", dataset=REGISTER_SCHEMA)
-        .filter(hit)
-        .with_columns(pl.col("_segment").str.extract(r"([^/]+)$"))
-        .select(*REGISTER_SCHEMA, "_segment")
-        .collect()
-    )
+    parts = []
+    for name, rows in zip(segments.names, segments.rows, strict=True):
+        scan = scan_parquet(segments.folder / name, dataset=REGISTER_SCHEMA)
+        fences = segments.fences.get(name)
+        if files or fences is None:
+            runs = [scan]
+        else:
+            runs = [scan.slice(start, length) for start, length in _blocks(fences, rows, wanted)]
+        parts += [run.with_columns(pl.lit(name).alias("_segment")) for run in runs]
+    if not parts:
+        return empty
+    found = pl.concat(parts).filter(hit).select(*REGISTER_SCHEMA, "_segment").collect()
     return trusted_fingerprints(found)
+
+
+def _fences(rows: pl.DataFrame) -> dict | None:
+    """The fences of a segment's rows (sorted by ORDER, not empty); none where an event id is
+    missing (not expected: then the segment is read whole)."""
+    ids = rows["event_id"]
+    if ids.null_count():
+        return None
+    at = [*range(0, ids.len(), FENCE_ROWS), ids.len() - 1]
+    return {"every": FENCE_ROWS, "ids": ids.gather(at).to_list()}
+
+
+def _blocks(fences: dict, rows: int, wanted: pl.Series) -> list[tuple[int, int]]:
+    """(first row, rows) of each run of blocks that can hold one of ``wanted`` (sorted).
+
+    Block k holds rows [k * every, (k + 1) * every), so its event ids lie between the fence
+    ids k and k + 1 (both included: an id's rows may straddle the boundary); one of ``wanted``
+    in that range may be in it, none in it means none is."""
+    every, bounds = fences["every"], pl.Series(fences["ids"], dtype=pl.String)
+    low = wanted.search_sorted(bounds.slice(0, bounds.len() - 1), side="left")
+    high = wanted.search_sorted(bounds.slice(1), side="right")
+    runs: list[tuple[int, int]] = []
+    for k, held in enumerate((high - low).to_list()):
+        if not held:
+            continue
+        start = k * every
+        length = min(every, rows - start)
+        if runs and runs[-1][0] + runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], runs[-1][1] + length)
+        else:
+            runs.append((start, length))
+    return runs
 
 
 def _rewrite_touched(
@@ -222,10 +274,10 @@ def _replace(segments: Segments, position: int, rows: pl.DataFrame) -> None:
         del segments.names[position], segments.rows[position]
         return
     name = segments.new_name()
-    write_parquet(
-        rows.select(list(REGISTER_SCHEMA)).sort(ORDER), segments.folder / name, durable=False
-    )
+    rows = rows.select(list(REGISTER_SCHEMA)).sort(ORDER)
+    write_parquet(rows, segments.folder / name, durable=False, row_group_size=FENCE_ROWS)
     segments.names[position], segments.rows[position] = name, rows.height
+    segments.fences[name] = _fences(rows)
 
 
 def _merge_newest(segments: Segments) -> None:

@@ -127,16 +127,22 @@ DELIVERY = st.tuples(
     nights=st.lists(st.lists(DELIVERY, min_size=1, max_size=3), min_size=2, max_size=6),
     bolt_from=st.integers(0, 6),
     cap=st.sampled_from([3, 5, 1000]),
+    fence_rows=st.sampled_from([1, 2, 3, 65_536]),
 )
 def test_any_sequence_of_nights_gives_what_one_run_over_the_final_files_gives(
-    nights: list[list[tuple[str, list[tuple[int, str, int]]]]], bolt_from: int, cap: int
+    nights: list[list[tuple[str, list[tuple[int, str, int]]]]],
+    bolt_from: int,
+    cap: int,
+    fence_rows: int,
 ) -> None:
     # Random deliveries night after night: new files, files delivered again (equal or
     # changed), an early path whose copies win, copies equal or conflicting, and a client
     # whose rate card appears on night ``bolt_from`` (a whole reclassification). Small
-    # segment caps force many segments and merges.
+    # segment caps force many segments and merges; small fence blocks make the probe read
+    # a few rows of each segment (ids e0..e12 sort as text: e1, e10, e11, e12, e2, ...).
     with tempfile.TemporaryDirectory() as scratch, pytest.MonkeyPatch.context() as patch:
         patch.setattr(register, "MAX_SEGMENT_ROWS", cap)
+        patch.setattr(register, "FENCE_ROWS", fence_rows)
         root = Path(scratch)
         (root / "nights").mkdir()
         (root / "once").mkdir()
@@ -157,3 +163,62 @@ def test_any_sequence_of_nights_gives_what_one_run_over_the_final_files_gives(
 
 def delivery_line(n: int, client_id: str, units: int) -> str:
     return line(event(event_id=f"e{n}", client_id=client_id, payload={"units": units}))
+
+
+def ids(*values: str) -> pl.Series:
+    return pl.Series(values, dtype=pl.String)
+
+
+def test_fences_say_which_blocks_can_hold_an_id() -> None:
+    # 10 rows in blocks of 4: rows 0-3, 4-7, 8-9; an id repeated across a block boundary
+    rows = pl.DataFrame({"event_id": ["a", "b", "c", "d", "d", "f", "g", "h", "i", "k"]})
+    fences = {"every": 4, "ids": ["a", "d", "i", "k"]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(register, "FENCE_ROWS", 4)
+        assert register._fences(rows) == fences
+    blocks = register._blocks
+    assert blocks(fences, 10, ids()) == []
+    assert blocks(fences, 10, ids("0", "j0", "z")) == [(8, 2)]  # j0 lies between i and k
+    assert blocks(fences, 10, ids("b")) == [(0, 4)]
+    # d's rows are rows 3 and 4: both blocks, one run
+    assert blocks(fences, 10, ids("d")) == [(0, 8)]
+    assert blocks(fences, 10, ids("b", "k")) == [(0, 4), (8, 2)]
+    assert blocks(fences, 10, ids("i")) == [(4, 6)]  # blocks 1 and 2: one run
+
+
+def test_a_night_of_new_ids_reads_only_the_blocks_its_ids_fall_in(
+    landing: Landing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(register, "FENCE_ROWS", 10)
+    night(landing, 1, range(0, 100))
+    segments = register.Segments.load(landing.store, "acme")
+    assert segments.rows == [100]
+    fences = segments.fences[segments.names[0]]
+    assert fences["ids"] == [f"e{i:05d}" for i in (*range(0, 100, 10), 99)]
+    new = ids(*(f"e{i:05d}" for i in range(100, 110)))
+    assert register._blocks(fences, 100, new) == []  # past the last id: nothing to read
+    assert register._blocks(fences, 100, ids("e00042", "e00105")) == [(40, 10)]
+    # and the night that brings them finds the old copy of e00042
+    night(landing, 2, [42, *range(100, 110)], units=4)
+    rows = read_register(landing.store, "acme").filter(pl.col("event_id") == "e00042")
+    assert sorted(zip(rows["status"], rows["reason"], strict=True), key=str) == [
+        ("quarantined", "duplicate_conflict"),
+        ("valid", None),
+    ]
+
+
+def test_a_register_written_before_fences_is_read_whole(landing: Landing) -> None:
+    night(landing, 1, range(0, 30))
+    folder = landing.store.register_dir("acme")
+    old = index(landing)
+    del old["fences"]
+    (folder / "index.json").write_text(json.dumps(old))
+    night(landing, 2, [5, *range(30, 40)], units=4)
+    rows = read_register(landing.store, "acme").filter(pl.col("event_id") == "e00005")
+    assert sorted(zip(rows["status"], rows["reason"], strict=True), key=str) == [
+        ("quarantined", "duplicate_conflict"),
+        ("valid", None),
+    ]
+    # the old segment keeps no fences (it is read whole) until it is written again
+    (_, _), (second, _) = index(landing)["segments"]
+    assert list(index(landing)["fences"]) == [second]
