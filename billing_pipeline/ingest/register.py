@@ -9,8 +9,8 @@ memory. Now a night:
 
 1. probes every segment for the rows of the event ids it brings, and of the files it parsed
    again: one scan that filters on ``event_id`` and ``file_id`` (the Parquet reader decodes
-   the other columns only for the rows that match). A segment's fences (the event id of every
-   ``FENCE_ROWS``-th row, kept in the index) say which of its blocks of rows can hold one of
+   the other columns only for the rows that match). A segment's fences (the first and last event id
+   of each block of ``FENCE_ROWS`` rows, kept in the index) say which blocks can hold one of
    the night's ids, and only those are read, unless the night re-parsed a file (whose old rows
    may be anywhere);
 2. classifies those event ids again (a row's outcome depends only on the rows with its event
@@ -79,8 +79,8 @@ class Segments:
     names: list[str]
     rows: list[int]
     next: int
-    # segment name -> {"every": rows per block, "ids": the event id at each block's first row,
-    # then at the segment's last row}; a segment written before fences has none (read whole)
+    # segment name -> {"every": rows per block, "first" and "last": the event id of each
+    # block's first and last row}; a segment written before fences has none (read whole)
     fences: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
@@ -208,19 +208,25 @@ def _fences(rows: pl.DataFrame) -> dict | None:
     ids = rows["event_id"]
     if ids.null_count():
         return None
-    at = [*range(0, ids.len(), FENCE_ROWS), ids.len() - 1]
-    return {"every": FENCE_ROWS, "ids": ids.gather(at).to_list()}
+    starts = list(range(0, ids.len(), FENCE_ROWS))
+    ends = [min(start + FENCE_ROWS, ids.len()) - 1 for start in starts]
+    return {
+        "every": FENCE_ROWS,
+        "first": ids.gather(starts).to_list(),
+        "last": ids.gather(ends).to_list(),
+    }
 
 
 def _blocks(fences: dict, rows: int, wanted: pl.Series) -> list[tuple[int, int]]:
     """(first row, rows) of each run of blocks that can hold one of ``wanted`` (sorted).
 
-    Block k holds rows [k * every, (k + 1) * every), so its event ids lie between the fence
-    ids k and k + 1 (both included: an id's rows may straddle the boundary); one of ``wanted``
-    in that range may be in it, none in it means none is."""
-    every, bounds = fences["every"], pl.Series(fences["ids"], dtype=pl.String)
-    low = wanted.search_sorted(bounds.slice(0, bounds.len() - 1), side="left")
-    high = wanted.search_sorted(bounds.slice(1), side="right")
+    Block k holds rows [k * every, (k + 1) * every), sorted by event id, so its ids lie
+    between its first and last (both included); one of ``wanted`` in that range may be in it,
+    none in it means none is. Tight ranges matter: the ids of a new night mostly sort just
+    after each run of older ones (per warehouse, per kind of id), between two blocks."""
+    every = fences["every"]
+    low = wanted.search_sorted(pl.Series(fences["first"], dtype=pl.String), side="left")
+    high = wanted.search_sorted(pl.Series(fences["last"], dtype=pl.String), side="right")
     runs: list[tuple[int, int]] = []
     for k, held in enumerate((high - low).to_list()):
         if not held:

@@ -172,7 +172,7 @@ def ids(*values: str) -> pl.Series:
 def test_fences_say_which_blocks_can_hold_an_id() -> None:
     # 10 rows in blocks of 4: rows 0-3, 4-7, 8-9; an id repeated across a block boundary
     rows = pl.DataFrame({"event_id": ["a", "b", "c", "d", "d", "f", "g", "h", "i", "k"]})
-    fences = {"every": 4, "ids": ["a", "d", "i", "k"]}
+    fences = {"every": 4, "first": ["a", "d", "i"], "last": ["d", "h", "k"]}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(register, "FENCE_ROWS", 4)
         assert register._fences(rows) == fences
@@ -183,7 +183,8 @@ def test_fences_say_which_blocks_can_hold_an_id() -> None:
     # d's rows are rows 3 and 4: both blocks, one run
     assert blocks(fences, 10, ids("d")) == [(0, 8)]
     assert blocks(fences, 10, ids("b", "k")) == [(0, 4), (8, 2)]
-    assert blocks(fences, 10, ids("i")) == [(4, 6)]  # blocks 1 and 2: one run
+    assert blocks(fences, 10, ids("i")) == [(8, 2)]
+    assert blocks(fences, 10, ids("h0", "hz")) == []  # after block 1's last, before block 2's
 
 
 def test_a_night_of_new_ids_reads_only_the_blocks_its_ids_fall_in(
@@ -194,7 +195,8 @@ def test_a_night_of_new_ids_reads_only_the_blocks_its_ids_fall_in(
     segments = register.Segments.load(landing.store, "acme")
     assert segments.rows == [100]
     fences = segments.fences[segments.names[0]]
-    assert fences["ids"] == [f"e{i:05d}" for i in (*range(0, 100, 10), 99)]
+    assert fences["first"] == [f"e{i:05d}" for i in range(0, 100, 10)]
+    assert fences["last"] == [f"e{i:05d}" for i in range(9, 100, 10)]
     new = ids(*(f"e{i:05d}" for i in range(100, 110)))
     assert register._blocks(fences, 100, new) == []  # past the last id: nothing to read
     assert register._blocks(fences, 100, ids("e00042", "e00105")) == [(40, 10)]
