@@ -20,6 +20,12 @@ ever indexed by a field name, and the payload only indexed or named by one local
 - no occurrence of ``P`` or ``A`` lies inside a function nested in the body (a closure could
   outlive the call and read the table later).
 
+One call is allowed besides: ``F(P, ...)``, ``P`` handed on as the first argument of a local
+``F`` of the chunk that is declared once (``local F = ...`` or ``local function F``) and only
+ever called after (a wrapper of another rules file's handler, as ``heavy_parcel.lua`` wraps the
+default ``order.shipped``). Which function ``F`` holds is known only at run time: the driver
+looks it up among the handler's upvalues and requires it to be confined in turn.
+
 What a confined handler can still do to the tables is read fields and write them. A write to a
 key the table does not have takes its hidden metatable off (driver.lua's ``materialize``),
 which the loop sees: that table is not refilled again. A write to a key it has is
@@ -65,9 +71,10 @@ _STATEMENT_START = {
 
 
 @functools.lru_cache(maxsize=64)
-def confined_spans(src: bytes) -> frozenset[str]:
+def confined_spans(src: bytes) -> dict[str, tuple[str, ...]]:
     """``"FIRST:LAST"`` line spans (LuaJIT's linedefined:lastlinedefined) of the functions in
-    ``src`` that cannot keep their first argument's tables (see the module docstring)."""
+    ``src`` that cannot keep their first argument's tables (see the module docstring), each
+    with the locals it hands that argument to, which must be confined too."""
     toks = tokens(src)
     kinds = [kind for kind, _, _ in toks]
     text = [src[start:end] for _, start, end in toks]
@@ -84,7 +91,8 @@ def confined_spans(src: bytes) -> frozenset[str]:
         elif kind in _CLOSERS and opened:
             closer[opened.pop()] = k
 
-    good: set[str] = set()
+    fixed = _fixed_locals(kinds, text)
+    good: dict[str, set[str]] = {}
     bad: set[str] = set()
     for k, kind in enumerate(kinds):
         if kind != b"function" or k not in closer:
@@ -96,18 +104,50 @@ def confined_spans(src: bytes) -> frozenset[str]:
         if paren >= end:
             continue
         span = f"{line(paren)}:{line(end)}"
-        ok = _is_confined(kinds, text, closer, k, paren, end)
-        (good if ok else bad).add(span)
-    return frozenset(good - bad)
+        callees = _is_confined(kinds, text, closer, fixed, k, paren, end)
+        if callees is None:
+            bad.add(span)
+        else:
+            good.setdefault(span, set()).update(callees)
+    return {
+        span: tuple(sorted(callees)) for span, callees in sorted(good.items()) if span not in bad
+    }
+
+
+def _fixed_locals(kinds: list[bytes], text: list[bytes]) -> set[bytes]:
+    """Names declared once in the chunk (``local F =`` or ``local function F``) and only called
+    after: what they hold never changes once set."""
+    declared: dict[bytes, int] = {}
+    other: set[bytes] = set()
+    for j, kind in enumerate(kinds):
+        if kind != b"<name>" or (j and kinds[j - 1] in (b".", b":")):
+            continue
+        name = text[j]
+        after = kinds[j + 1] if j + 1 < len(kinds) else None
+        local_value = j > 0 and kinds[j - 1] == b"local" and after == b"="
+        local_function = j > 1 and kinds[j - 1] == b"function" and kinds[j - 2] == b"local"
+        if local_value or local_function:
+            declared[name] = declared.get(name, 0) + 1
+        elif after != b"(" or kinds[j - 1] == b"function":  # `function F()` assigns F
+            other.add(name)
+    return {name for name, count in declared.items() if count == 1 and name not in other}
 
 
 def _is_confined(
-    kinds: list[bytes], text: list[bytes], closer: dict[int, int], k: int, paren: int, end: int
-) -> bool:
+    kinds: list[bytes],
+    text: list[bytes],
+    closer: dict[int, int],
+    fixed: set[bytes],
+    k: int,
+    paren: int,
+    end: int,
+) -> set[str] | None:
+    """None when the function is not confined; else the fixed locals it hands its first
+    argument to."""
     if b":" in kinds[k + 1 : paren]:  # function a:m(...): the first argument is self
-        return False
+        return None
     if kinds[paren + 1] != b"<name>":  # no parameter, or only ...
-        return False
+        return None
     param = text[paren + 1]
     body = paren + 1
     while body < end and kinds[body] != b")":
@@ -129,10 +169,23 @@ def _is_confined(
                     continue
                 yield j
 
+    callees: set[str] = set()
     aliases: list[tuple[bytes, int]] = []
     for j in uses(param):
-        if inside_nested(j) or kind_at(j + 1) != b"." or kind_at(j + 2) != b"<name>":
-            return False
+        if inside_nested(j):
+            return None
+        handed_on = (
+            kinds[j - 1] == b"("
+            and kinds[j - 2] == b"<name>"
+            and kinds[j - 3] not in (b".", b":", b"function")
+            and text[j - 2] in fixed
+            and kind_at(j + 1) in (b",", b")")
+        )
+        if handed_on:
+            callees.add(text[j - 2].decode())
+            continue
+        if kind_at(j + 1) != b"." or kind_at(j + 2) != b"<name>":
+            return None
         if text[j + 2] != b"payload" or kind_at(j + 3) in (b".", b"["):
             continue
         declared = (
@@ -143,12 +196,12 @@ def _is_confined(
             and kind_at(j + 3) in _STATEMENT_START
         )
         if not declared:
-            return False
+            return None
         aliases.append((text[j - 2], j - 2))
     for name, declared_at in aliases:
         if name == param:
-            return False
+            return None
         for j in uses(name, skip=declared_at):
             if inside_nested(j) or kind_at(j + 1) not in (b".", b"["):
-                return False
-    return True
+                return None
+    return callees

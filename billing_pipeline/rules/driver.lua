@@ -352,7 +352,8 @@ end
 local CHUNKS = {}
 
 -- Per module chunk name, the functions of its source that cannot keep their first argument's
--- tables: "linedefined:lastlinedefined" -> true (confined.py), for the chunk last required.
+-- tables: "linedefined:lastlinedefined" -> the locals they hand it to (confined.py), for the
+-- chunk last required.
 local CONFINED = {}
 
 -- Builds the environment for one rules file: `modules` maps module names to
@@ -1173,11 +1174,50 @@ local function handler_key(h)
   return "builtin:" .. tostring(info.ffid or info.addr)
 end
 
--- May the event loop refill `e` and its payload for this handler (confined.py)?
-local function confined(h)
+-- May the event loop refill `e` and its payload for this handler (confined.py)? A confined
+-- function may hand its argument to locals of its chunk (fixed once set: confined.py checks
+-- that), found here among its upvalues; each must be confined in turn.
+local getupvalue = debug.getupvalue
+local function confined(h, depth)
   local info = funcinfo(h)
   local spans = info.source and CONFINED[info.source]
-  return spans ~= nil and spans[info.linedefined .. ":" .. info.lastlinedefined] == true
+  local callees = spans and spans[info.linedefined .. ":" .. info.lastlinedefined]
+  if callees == nil then
+    return false
+  end
+  depth = depth or 0
+  for _, name in ipairs(callees) do
+    if depth >= 8 then -- a chain this long (or a cycle): fresh tables
+      return false
+    end
+    local k, found, value = 1, false, nil
+    while true do
+      local upname, upvalue = getupvalue(h, k)
+      if upname == nil then
+        break
+      elseif upname == name then
+        found, value = true, upvalue
+        break
+      end
+      k = k + 1
+    end
+    if not found or type(value) ~= "function" or not confined(value, depth + 1) then
+      return false
+    end
+  end
+  return true
+end
+
+-- The event types whose handler gets refilled tables (for tests and diagnostics).
+function M.refilled(rules)
+  local types = {}
+  for k, v in next, rules do
+    if type(k) == "string" and type(v) == "function" and confined(v) then
+      types[#types + 1] = k
+    end
+  end
+  table.sort(types)
+  return types
 end
 
 -- Returns a runner for one rules table.

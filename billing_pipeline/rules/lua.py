@@ -104,7 +104,9 @@ def modules_table(runtime: Any, modules: Mapping[str, Module]) -> Any:
         entries[name] = {
             "source": source,
             "chunkname": "@" + module.chunkname,
-            "confined": dict.fromkeys(confined_spans(module.source), True),
+            "confined": {
+                span: list(callees) for span, callees in confined_spans(module.source).items()
+            },
         }
     return to_lua(runtime, entries)
 
