@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing_pipeline.rules import RateVersion
+from billing_pipeline.rules.lua import new_runtime, to_lua
 from tests.rules.conftest import DAY, engine_with, event, frame
 
 # Each attack is one handler; `good` charges normally. Line numbers matter: the attack is on
@@ -156,3 +159,52 @@ def test_params_cannot_leak_between_events(lua_dir, small_budgets):
         frame(rows), client_id="acme", rules_file="t.lua", versions=[RateVersion(DAY, {"limit": 5})]
     )
     assert [str(q) for q in result.charges["quantity"]] == ["5.000000", "5.000000"]
+
+
+PARAM_VALUES = st.one_of(
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.booleans(),
+)
+PARAMS = st.dictionaries(
+    st.text(min_size=1, max_size=6),
+    st.one_of(PARAM_VALUES, st.dictionaries(st.text(min_size=1, max_size=3), PARAM_VALUES)),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(params=PARAMS)
+def test_ctx_params_is_what_deep_copy_makes_down_to_the_pairs_order(params):
+    # ctx.params of a small flat table comes from an unrolled copy (no loop in the event
+    # loop's trace), the rest from deep_copy: both must give the same table, in the same
+    # `next` order, as deep_copy of the rate card's params
+    runtime, driver = new_runtime()
+    deep, handed = driver.params_copies(to_lua(runtime, params))
+    assert lua_to_python(deep) == lua_to_python(handed)
+
+
+def lua_to_python(value):
+    if not hasattr(value, "values"):
+        return value
+    return [lua_to_python(v) for v in value.values()]
+
+
+def test_ctx_params_is_a_fresh_table_at_every_read(lua_dir, small_budgets):
+    source = (
+        "return { t = function(e, charge, ctx)\n"
+        "  local a, b = ctx.params, ctx.params\n"
+        "  charge(rawequal(a, b) and 'SAME' or 'FRESH', a.limit + b.n)\n"
+        "end }\n"
+    )
+    engine = engine_with(lua_dir, source, small_budgets)
+    versions = [RateVersion(DAY, {"limit": 5, "n": 2, "name": "x"})]
+    result = engine.evaluate(
+        frame([event("a", "t"), event("b", "t")]),
+        client_id="acme",
+        rules_file="t.lua",
+        versions=versions,
+    )
+    assert result.charges["charge_code"].to_list() == ["FRESH", "FRESH"]
+    assert [str(q) for q in result.charges["quantity"]] == ["7.000000", "7.000000"]
