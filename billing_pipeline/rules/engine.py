@@ -168,9 +168,13 @@ tables refilled. It does so for the handlers whose source shows that they cannot
 (confined.py: the parameter is only ever indexed by field name, the payload only indexed or
 named by one local that is only indexed, nothing of it inside a nested function); every other
 handler gets fresh tables as before, so no rule can tell. A refilled table that a handler
-filled (a write to an absent key, pairs, ...) is dropped for a fresh one. All nine handlers
-of the default rules are confined; heavy_parcel's ``order.shipped`` (which hands ``e`` to the
-default one) is not. Figures: docs/performance.md, "Session 9".
+filled (a write to an absent key, pairs, ...) is dropped for a fresh one. A handler may hand
+``e`` on as the first argument of a fixed local of its chunk (a wrapper, as heavy_parcel's
+``order.shipped`` calls the default one) if that local's function is confined in turn,
+which the driver checks at run time. All nine handlers of the default rules and all of
+heavy_parcel's are confined. ``ctx.params`` is copied by unrolled code for small flat params
+(deep_copy's loop made LuaJIT abort the trace of a loop whose handler read it). Figures:
+docs/performance.md, "Session 9".
 
 Limits: the instruction budget is the counter above (reset per handler call; shared by
 coroutines; once exceeded, the sandbox's ``pcall``/``xpcall``/``coroutine.resume``
