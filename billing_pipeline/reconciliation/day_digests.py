@@ -116,8 +116,7 @@ def client_month_digest(
     by_day = {m.group(1): stat for name, stat in charges.items() if (m := _DAY_PART.match(name))}
     # a client-month stored before charges were split by day: one file holds every day's
     legacy = None if len(by_day) == len(charges) else [[n, s] for n, s in sorted(charges.items())]
-    errors_file = store.rule_errors_file(month, client_id)
-    errors = file_stats(errors_file.parent).get(errors_file.name)
+    errors = _stat_or_none(store.rule_errors_file(month, client_id))
     keys = {
         day.isoformat(): [
             _stat_or_none(store.activity_file(day, client_id)),
@@ -188,7 +187,7 @@ def _charges_files(store: Store, month: str, client_id: str) -> dict[str, list[i
 
 
 def _ids(path: DataPath) -> pl.Series:
-    """The non-null event ids of a charges or rule errors file (none when it is missing)."""
+    """The non-null event ids of a rule errors file (none when it is missing)."""
     try:
         return read_parquet(path, columns=["event_id"])["event_id"].drop_nulls()
     except FileNotFoundError:

@@ -43,10 +43,8 @@ from __future__ import annotations
 import bisect
 import functools
 
-from billing_pipeline.rules.instrument import tokens
+from billing_pipeline.rules.instrument import block_ends, tokens
 
-_OPENERS = {b"do", b"if", b"function", b"repeat"}
-_CLOSERS = {b"end", b"until"}
 # What may follow ``local A = P.payload`` so that the expression ends there: a new statement.
 _STATEMENT_START = {
     b"<name>",
@@ -83,14 +81,7 @@ def confined_spans(src: bytes) -> dict[str, tuple[str, ...]]:
     def line(k: int) -> int:
         return bisect.bisect_left(newlines, toks[k][1]) + 1
 
-    closer: dict[int, int] = {}
-    opened: list[int] = []
-    for k, kind in enumerate(kinds):
-        if kind in _OPENERS:
-            opened.append(k)
-        elif kind in _CLOSERS and opened:
-            closer[opened.pop()] = k
-
+    closer = block_ends(kinds)
     fixed = _fixed_locals(kinds, text)
     good: dict[str, set[str]] = {}
     bad: set[str] = set()

@@ -173,6 +173,20 @@ _KEYWORDS = {
 }
 
 
+def block_ends(kinds: list[bytes]) -> dict[int, int]:
+    """Token index of each block opener (do/if/function/repeat) -> its closer's (end/until).
+    ``while``/``for`` open through their ``do``; ``then``/``else``/``elseif`` stay inside
+    the ``if`` block. An opener left open has no entry."""
+    opened: list[int] = []
+    block_of: dict[int, int] = {}
+    for k, kind in enumerate(kinds):
+        if kind in _OPENERS:
+            opened.append(k)
+        elif kind in _CLOSERS and opened:
+            block_of[opened.pop()] = k
+    return block_of
+
+
 def instrument(src: bytes) -> bytes:
     """The source with budget ticks inserted; same lines, same line numbers.
 
@@ -180,15 +194,7 @@ def instrument(src: bytes) -> bytes:
     valid Lua comes out not valid either (``load`` then reports Lua's own syntax error).
     """
     toks = tokens(src)
-    # Block structure: openers do/if/function/repeat, closers end/until. `while`/`for` open
-    # through their `do`; `then`/`else`/`elseif` stay inside the `if` block.
-    opened: list[int] = []  # token index of each open block's opener
-    block_of: dict[int, int] = {}  # opener index -> closer index
-    for k, (kind, _, _) in enumerate(toks):
-        if kind in _OPENERS:
-            opened.append(k)
-        elif kind in _CLOSERS and opened:
-            block_of[opened.pop()] = k
+    block_of = block_ends([kind for kind, _, _ in toks])
     sites: list[tuple[int, int]] = []  # (byte offset, weight)
     enclosing: list[int] = []  # openers around the current token, for goto weights
     last = len(toks)
