@@ -46,7 +46,7 @@ def test_numbers_by_hand() -> None:
     ]
 
 
-def test_none_stays_none_and_repeats_are_read_once_each() -> None:
+def test_none_stays_none_and_repeats_read_alike() -> None:
     column = pl.Series([float("nan"), 7.42, 7.42, float("nan"), 0.5])
     assert floats_to_decimal(column).to_list() == [
         None,
