@@ -25,6 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
+from billing_pipeline.fences import blocks_holding
 from billing_pipeline.ingest import register
 from billing_pipeline.ingest.classify import REGISTER_SCHEMA
 from billing_pipeline.storage import Store
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             read = sum(
                 length
                 for name, rows in zip(segments.names, segments.rows, strict=True)
-                for _, length in register._blocks(segments.fences[name], rows, wanted)
+                for _, length in blocks_holding(segments.fences[name], rows, wanted)
             )
             unfenced = register.Segments(
                 segments.folder, segments.names, segments.rows, segments.next, {}

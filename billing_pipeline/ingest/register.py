@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from billing_pipeline.fences import blocks_holding, fences_of
 from billing_pipeline.ingest.classify import (
     OUTCOME,
     REGISTER_SCHEMA,
@@ -195,7 +196,7 @@ def _probe(segments: Segments, ids: pl.Series, files: list[str]) -> pl.DataFrame
         if files or fences is None:
             whole.append(scan.with_columns(tag))
         else:
-            runs = _blocks(fences, rows, wanted)
+            runs = blocks_holding(fences, rows, wanted)
             blocks += [scan.slice(start, length).with_columns(tag) for start, length in runs]
     found = []
     if whole:  # the filter reads event_id (and file_id) and the other columns of matches only
@@ -213,41 +214,8 @@ def _probe(segments: Segments, ids: pl.Series, files: list[str]) -> pl.DataFrame
 
 
 def _fences(rows: pl.DataFrame) -> dict | None:
-    """The fences of a segment's rows (sorted by ORDER, not empty); none where an event id is
-    missing (not expected: then the segment is read whole)."""
-    ids = rows["event_id"]
-    if ids.null_count():
-        return None
-    starts = list(range(0, ids.len(), FENCE_ROWS))
-    ends = [min(start + FENCE_ROWS, ids.len()) - 1 for start in starts]
-    return {
-        "every": FENCE_ROWS,
-        "first": ids.gather(starts).to_list(),
-        "last": ids.gather(ends).to_list(),
-    }
-
-
-def _blocks(fences: dict, rows: int, wanted: pl.Series) -> list[tuple[int, int]]:
-    """(first row, rows) of each run of blocks that can hold one of ``wanted`` (sorted).
-
-    Block k holds rows [k * every, (k + 1) * every), sorted by event id, so its ids lie
-    between its first and last (both included); one of ``wanted`` in that range may be in it,
-    none in it means none is. Tight ranges matter: the ids of a new night mostly sort just
-    after each run of older ones (per warehouse, per kind of id), between two blocks."""
-    every = fences["every"]
-    low = wanted.search_sorted(pl.Series(fences["first"], dtype=pl.String), side="left")
-    high = wanted.search_sorted(pl.Series(fences["last"], dtype=pl.String), side="right")
-    runs: list[tuple[int, int]] = []
-    for k, held in enumerate((high - low).to_list()):
-        if not held:
-            continue
-        start = k * every
-        length = min(every, rows - start)
-        if runs and runs[-1][0] + runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], runs[-1][1] + length)
-        else:
-            runs.append((start, length))
-    return runs
+    """The fences of a segment's rows (sorted by ORDER, not empty)."""
+    return fences_of(rows["event_id"], FENCE_ROWS)
 
 
 def _rewrite_touched(

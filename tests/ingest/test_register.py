@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billing_pipeline.fences import blocks_holding
 from billing_pipeline.ingest import register
 from billing_pipeline.ingest.landing import ingest_landing
 from billing_pipeline.ingest.register import read_register
@@ -176,7 +177,7 @@ def test_fences_say_which_blocks_can_hold_an_id() -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(register, "FENCE_ROWS", 4)
         assert register._fences(rows) == fences
-    blocks = register._blocks
+    blocks = blocks_holding
     assert blocks(fences, 10, ids()) == []
     assert blocks(fences, 10, ids("0", "j0", "z")) == [(8, 2)]  # j0 lies between i and k
     assert blocks(fences, 10, ids("b")) == [(0, 4)]
@@ -198,8 +199,8 @@ def test_a_night_of_new_ids_reads_only_the_blocks_its_ids_fall_in(
     assert fences["first"] == [f"e{i:05d}" for i in range(0, 100, 10)]
     assert fences["last"] == [f"e{i:05d}" for i in range(9, 100, 10)]
     new = ids(*(f"e{i:05d}" for i in range(100, 110)))
-    assert register._blocks(fences, 100, new) == []  # past the last id: nothing to read
-    assert register._blocks(fences, 100, ids("e00042", "e00105")) == [(40, 10)]
+    assert blocks_holding(fences, 100, new) == []  # past the last id: nothing to read
+    assert blocks_holding(fences, 100, ids("e00042", "e00105")) == [(40, 10)]
     # and the night that brings them finds the old copy of e00042
     night(landing, 2, [42, *range(100, 110)], units=4)
     rows = read_register(landing.store, "acme").filter(pl.col("event_id") == "e00042")
