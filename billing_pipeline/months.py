@@ -19,3 +19,8 @@ def month_days(month: str) -> list[date]:
 def next_month(month: str) -> str:
     year, mon = int(month[:4]), int(month[5:])
     return f"{year + mon // 12}-{mon % 12 + 1:02d}"
+
+
+def previous_month(month: str) -> str:
+    first = first_day(month)
+    return f"{first - timedelta(days=1):%Y-%m}"

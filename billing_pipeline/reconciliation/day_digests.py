@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
@@ -105,21 +105,34 @@ def add_up(days: Sequence[DayDigest]) -> DayDigest:
     return total
 
 
+def activity_stats(
+    store: Store, client_id: str, days: Iterable[date]
+) -> dict[date, list[int | str] | None]:
+    """The stat of the client's activity file of each day (None: no file), taken once for
+    the caches of a client-month (its digests, ``order_leaks``)."""
+    return {day: stat_or_none(store.activity_file(day, client_id)) for day in days}
+
+
 def client_month_digest(
-    store: Store, month: str, client_id: str, days: Sequence[date]
+    store: Store,
+    month: str,
+    client_id: str,
+    days: Sequence[date],
+    activity: Mapping[date, list[int | str] | None],
 ) -> DayDigest:
-    """The client-month's digest over its activity ``days``; the days whose files changed
-    since they were digested (or never were) are digested now, and the cache file updated."""
+    """The client-month's digest over its activity ``days`` (``activity``: their files'
+    stats, ``activity_stats``); the days whose files changed since they were digested (or
+    never were) are digested now, and the cache file updated."""
     path = _cache_file(store, month, client_id)
     cached = _load(path)
     charges = _charges_files(store, month, client_id)
     by_day = {m.group(1): stat for name, stat in charges.items() if (m := _DAY_PART.match(name))}
     # a client-month stored before charges were split by day: one file holds every day's
     legacy = None if len(by_day) == len(charges) else [[n, s] for n, s in sorted(charges.items())]
-    errors = _stat_or_none(store.rule_errors_file(month, client_id))
+    errors = stat_or_none(store.rule_errors_file(month, client_id))
     keys = {
         day.isoformat(): [
-            _stat_or_none(store.activity_file(day, client_id)),
+            activity[day],
             legacy if legacy is not None else by_day.get(day.isoformat()),
             errors,
         ]
@@ -168,7 +181,7 @@ def _digest_days(
     return {day.isoformat(): found.get(day, DayDigest()) for day in days}
 
 
-def _stat_or_none(path: DataPath) -> list[int | str] | None:
+def stat_or_none(path: DataPath) -> list[int | str] | None:
     """A missing file (a day without activity: no events) is a key too."""
     try:
         return file_stat(path)

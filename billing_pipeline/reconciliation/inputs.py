@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
-
-import polars as pl
+from datetime import date
 
 from billing_pipeline.charging import charges_written, read_charges, read_charges_state
-from billing_pipeline.ingest.activity import read_activity
-from billing_pipeline.months import first_day, month_days
-from billing_pipeline.reconciliation.day_digests import DayDigest, client_month_digest
+from billing_pipeline.months import month_days, previous_month
+from billing_pipeline.reconciliation.day_digests import (
+    DayDigest,
+    activity_stats,
+    client_month_digest,
+)
+from billing_pipeline.reconciliation.order_leaks import OrderLeaks, order_leaks
 from billing_pipeline.storage import Store, child_dirs
 
 
@@ -26,10 +28,9 @@ class ClientMonth:
     client_id: str
     # the month's valid events per type, charged or not (coverage, billable_not_charged)
     digest: DayDigest
-    orders: pl.DataFrame  # the month's order events, ORDER_COLUMNS of them
-    # the month before's order events, PREVIOUS_COLUMNS of them (the orders it picked,
-    # shipped or cancelled: a pick may come before the month its ship is in)
-    previous_orders: pl.DataFrame
+    # the order checks' open events, over this month's order events and the month before's
+    # (a pick may come before the month its ship is in)
+    orders: OrderLeaks
     charges_materialized: bool
     # charging's state file (rule error and unpriced counts) and whether any charge line is
     # stored, read only for a client-month without an invoice, the one case a report says
@@ -37,11 +38,6 @@ class ClientMonth:
     state: dict | None
     has_charges: bool | None
     has_invoice: bool
-
-
-def previous_month(month: str) -> str:
-    first = first_day(month)
-    return f"{first - timedelta(days=1):%Y-%m}"
 
 
 def activity_days(store: Store, month: str) -> dict[str, list[date]]:
@@ -84,11 +80,11 @@ def load_client_month(
     days = list(month_days(month) if days is None else days)
     if previous_days is None:
         previous_days = month_days(previous_month(month))
+    activity = activity_stats(store, client_id, sorted({*days, *previous_days}))
     return ClientMonth(
         client_id=client_id,
-        digest=client_month_digest(store, month, client_id, days),
-        orders=_order_events(store, client_id, days, ORDER_COLUMNS),
-        previous_orders=_order_events(store, client_id, list(previous_days), PREVIOUS_COLUMNS),
+        digest=client_month_digest(store, month, client_id, days, activity),
+        orders=order_leaks(store, month, client_id, activity),
         charges_materialized=charges_written(store, month, client_id),
         state=None if has_invoice else read_charges_state(store, month, client_id),
         has_charges=(
@@ -97,24 +93,4 @@ def load_client_month(
             else not read_charges(store, month, client_id, ["event_id"]).is_empty()
         ),
         has_invoice=has_invoice,
-    )
-
-
-# The order events leakage checks (SPEC §3 order lifecycle: one order_id from pick to ship).
-ORDER_TYPES = ("order.picked", "order.shipped", "order.cancelled")
-ORDER_COLUMNS = ("event_type", "order_id", "event_id")
-# Of the month before, whether an order was picked, shipped or cancelled then, not which
-# event did it: event_id is the widest column (a unique string per event), and the month
-# before is as large as this one at month end.
-PREVIOUS_COLUMNS = ("event_type", "order_id")
-
-
-def _order_events(
-    store: Store, client_id: str, days: list[date], columns: Sequence[str]
-) -> pl.DataFrame:
-    """``columns`` of the order events on ``days`` that name an order."""
-    return (
-        read_activity(store, client_id, days, columns)
-        .filter(pl.col("event_type").is_in(ORDER_TYPES))
-        .drop_nulls("order_id")
     )

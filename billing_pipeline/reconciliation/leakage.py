@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from billing_pipeline.reconciliation.day_digests import EXAMPLES
-from billing_pipeline.reconciliation.inputs import PREVIOUS_COLUMNS, ClientMonth
+from billing_pipeline.reconciliation.inputs import ClientMonth
 
 LEAKAGE_HEADER = (
     "period",
@@ -49,12 +49,14 @@ def leakage_rows(
 ) -> list[tuple[str, ...]]:
     """Every leakage row of one client-month, in ``KINDS`` order."""
     rows = [*_not_charged(month, cm, kinds)]
-    # The order events of this month and the one before, their order ids read once; of the
-    # month before only which orders it picked or closed counts (PREVIOUS_COLUMNS).
-    current = cm.orders
-    both = pl.concat([cm.previous_orders, current.select(PREVIOUS_COLUMNS)], how="vertical_relaxed")
-    rows.extend(_shipped_without_pick(month, cm, current, both))
-    rows.extend(_picked_not_shipped(month, cm, current, both))
+    shipped = cm.orders.shipped_without_pick
+    if not shipped.is_empty():
+        detail = "no order.picked for the order this month or the previous one"
+        rows.append(_order_row(month, cm, "shipped_without_pick", "order.shipped", shipped, detail))
+    picked = cm.orders.picked_not_shipped
+    if not picked.is_empty():
+        detail = "picked, and neither shipped nor cancelled by the month's end"
+        rows.append(_order_row(month, cm, "picked_not_shipped", "order.picked", picked, detail))
     rows.extend(_no_invoice(month, cm, has_card))
     return rows
 
@@ -85,11 +87,6 @@ def _not_charged(
     ]
 
 
-def _orders(orders: pl.DataFrame, event_type: str) -> pl.DataFrame:
-    """The order events of one type, without their type."""
-    return orders.filter(pl.col("event_type") == event_type).drop("event_type")
-
-
 def _order_row(
     month: str, cm: ClientMonth, kind: str, event_type: str, frame: pl.DataFrame, detail: str
 ) -> tuple[str, ...]:
@@ -103,30 +100,6 @@ def _order_row(
         _ids(frame["order_id"]),
         detail,
     )
-
-
-def _shipped_without_pick(
-    month: str, cm: ClientMonth, current: pl.DataFrame, both: pl.DataFrame
-) -> list[tuple[str, ...]]:
-    picked = _orders(both, "order.picked").select("order_id")
-    shipped = _orders(current, "order.shipped").join(picked, on="order_id", how="anti")
-    if shipped.is_empty():
-        return []
-    detail = "no order.picked for the order this month or the previous one"
-    return [_order_row(month, cm, "shipped_without_pick", "order.shipped", shipped, detail)]
-
-
-def _picked_not_shipped(
-    month: str, cm: ClientMonth, current: pl.DataFrame, both: pl.DataFrame
-) -> list[tuple[str, ...]]:
-    closed = both.filter(pl.col("event_type").is_in(("order.shipped", "order.cancelled")))
-    picked = _orders(current, "order.picked").join(
-        closed.select("order_id"), on="order_id", how="anti"
-    )
-    if picked.is_empty():
-        return []
-    detail = "picked, and neither shipped nor cancelled by the month's end"
-    return [_order_row(month, cm, "picked_not_shipped", "order.picked", picked, detail)]
 
 
 def _no_invoice(month: str, cm: ClientMonth, has_card: bool) -> list[tuple[str, ...]]:

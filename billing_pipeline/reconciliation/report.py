@@ -15,14 +15,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from billing_pipeline.months import previous_month
 from billing_pipeline.ratecards import RateCard
 from billing_pipeline.reconciliation.coverage import COVERAGE_HEADER, coverage_rows
-from billing_pipeline.reconciliation.inputs import (
-    activity_days,
-    load_client_month,
-    month_clients,
-    previous_month,
-)
+from billing_pipeline.reconciliation.inputs import activity_days, load_client_month, month_clients
 from billing_pipeline.reconciliation.leakage import LEAKAGE_HEADER, leakage_rows
 from billing_pipeline.reconciliation.ledger import (
     RECONCILIATION_HEADER,

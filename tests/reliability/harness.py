@@ -139,7 +139,9 @@ def content(path: Path) -> bytes:
     file changes by design (billing_pipeline/charges_cache.py); the charges' parts.json
     drops the stats of the part files, the reconciliation's day digests their keys (the
     stats of the files each digest was made from: billing_pipeline/reconciliation/
-    day_digests.py), and the landing files' identities keep only their paths and hashes."""
+    day_digests.py) and the order checks' states the stats of their days' activity files
+    (reconciliation/order_leaks.py), and the landing files' identities keep only their
+    paths and hashes."""
     data = path.read_bytes()
     if path.name == "entry.json" and "_cache" in path.parts:
         entry = json.loads(data)
@@ -148,6 +150,12 @@ def content(path: Path) -> bytes:
     if path.name == "digests.json" and "_cache" in path.parts:
         days = json.loads(data)["days"]
         return json.dumps({d: e["digest"] for d, e in days.items()}, sort_keys=True).encode()
+    if path.name.startswith("state-") and "orders" in path.parts and "_cache" in path.parts:
+        # the order checks' state: its rows, and its days without their activity files' stats
+        meta = json.loads(pl.read_parquet_metadata(path)["billing.order_leaks"])
+        days = {d: {k: v for k, v in e.items() if k != "stat"} for d, e in meta["days"].items()}
+        rows = pl.read_parquet(path).write_csv().encode()
+        return rows + json.dumps(days, sort_keys=True).encode()
     if path.name == "landing_identities.parquet":
         return _landing_identities(path).write_csv().encode()
     if path.name == "parts.json" and "_state" in path.parts:

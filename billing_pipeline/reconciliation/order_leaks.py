@@ -1,0 +1,307 @@
+"""The order checks of ``leakage.csv``, kept per client-month so that a month's report
+matches the order events of only the days that are new since the last report.
+
+Both checks compare this month's order events with every order event of this month and the
+one before (the *window*):
+
+- ``shipped_without_pick``: this month's ``order.shipped`` events whose order has no
+  ``order.picked`` in the window;
+- ``picked_not_shipped``: this month's ``order.picked`` events whose order has neither an
+  ``order.shipped`` nor an ``order.cancelled`` in the window.
+
+Read whole every night, the window's order events cost ~0.3 µs an event, two months of them
+by the month's end: at 10 million events a day, minutes of CPU a night, the last part of the
+report that grew with the month (docs/performance.md, "Session 10"). So the client-month's
+cache keeps the answer, the events of both kinds still *open*, and an index of the window:
+for each day, the stat of its activity file and the order ids it picked and those it closed
+(shipped or cancelled), each sorted in a file of its own with block fences (``fences``). A
+report then:
+
+- adds the days the cache does not hold yet (``_add_days``): an open event closes when a new
+  day has its order's event; a new day's event opens unless a new day or a cached day has
+  it, and of the cached days only the index blocks that can hold one of the new days'
+  candidates are read (order ids that grow with time, as a WMS numbers orders, fall after
+  or between the blocks of earlier days; ids in no order read every block, about what every
+  night cost before);
+- recomputes the client-month from all its days when a cached day's file changed or went
+  (a late file, a re-ingest), or the cache is missing or unreadable: the same ``_add_days``
+  over an empty cache.
+
+Exact because an event has one activity date and an id unique within the client (SPEC §4),
+so adding days one night at a time gives what adding them all at once gives.
+
+Layout, beside the client-month's day digests (``day_digests.cache_folder``): ``orders/``
+with ``state.parquet`` (the open events; the days, with the stats and fences, as the file's
+key-value metadata) and ``picked-DAY.parquet`` and ``closed-DAY.parquet`` per day. A day's
+index files are a function of its activity file, so rewriting them under the same names is
+safe; the state is written after them, and files it does not name are removed after it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from billing_pipeline.fences import blocks_holding, fences_of
+from billing_pipeline.ingest.activity import read_activity
+from billing_pipeline.months import previous_month
+from billing_pipeline.storage import (
+    DataPath,
+    Store,
+    check_client_id,
+    check_month,
+    child_files,
+    parquet_bytes,
+    remove_file,
+    scan_parquet,
+    write_bytes,
+    write_parquet,
+)
+
+PICKED, SHIPPED, CANCELLED = "order.picked", "order.shipped", "order.cancelled"
+CLOSING = (SHIPPED, CANCELLED)
+ORDER_TYPES = (PICKED, SHIPPED, CANCELLED)
+_FORMAT = 1
+_METADATA_KEY = "billing.order_leaks"  # the Parquet key-value entry of the days
+_LEAK_SCHEMA = {"kind": pl.String, "order_id": pl.String, "event_id": pl.String}
+KINDS = ("picked", "closed")  # the index files of a day
+# Order ids per block (and Parquet row group) of a day's index file: what a probe reads of a
+# day when one of the night's ids falls in a block's range.
+INDEX_ROWS = 8192
+_STATE = re.compile(r"^state-(\d{4}-\d{2})\.parquet$")
+# What a cache that cannot be read raises: it is then recomputed.
+_BROKEN = (OSError, KeyError, TypeError, ValueError, pl.exceptions.PolarsError)
+
+
+@dataclass
+class OrderLeaks:
+    """The open events of each order check (``order_id``, ``event_id``), in no given order."""
+
+    shipped_without_pick: pl.DataFrame
+    picked_not_shipped: pl.DataFrame
+
+
+# Per day of the window (ISO date): {"stat": file_stat, "picked": index, "closed": index},
+# an index {"rows": order ids, "fences": fences.fences_of} or None (the day has none).
+_Days = dict[str, dict]
+
+
+def order_leaks(
+    store: Store, month: str, client_id: str, activity: Mapping[date, list[int | str] | None]
+) -> OrderLeaks:
+    """The client-month's open order events; ``activity``: the stat of the client's activity
+    file of each day of the window (``activity_stats``: this month's days and the month
+    before's). The cache is brought up to date."""
+    folder = cache_dir(store, client_id)
+    # a listed day without a file has no events
+    stats = {day.isoformat(): stat for day, stat in sorted(activity.items()) if stat is not None}
+    leaks, cached = _load(folder / _state_name(month))
+    indexed: _Days = {}  # days whose events are read again but whose index files are kept
+    if any(stats.get(iso) != entry["stat"] for iso, entry in cached.items()):
+        # A cached day's file changed or went (a late file, a re-ingest): every day is read
+        # again, as before the cache, but only the changed days are indexed again.
+        indexed = {iso: e for iso, e in cached.items() if stats.get(iso) == e["stat"]}
+        leaks, cached = _empty(), {}
+    elif not cached:
+        # A month's first report: the month before's index of its own days is this month's
+        # too, and no event of this month is cached, so none is open yet.
+        _, before = _load(folder / _state_name(previous_month(month)))
+        cached = {iso: e for iso, e in before.items() if stats.get(iso) == e["stat"]}
+    new = [iso for iso in stats if iso not in cached]
+    if not new:
+        return leaks
+    try:
+        leaks, added = _add_days(store, month, client_id, folder, leaks, cached, new, indexed)
+    except _BROKEN:  # an index file gone or damaged: recomputed from the activity files
+        if not cached and not indexed:
+            raise
+        leaks, cached, new = _empty(), {}, list(stats)
+        leaks, added = _add_days(store, month, client_id, folder, leaks, cached, new, {})
+    for iso in new:
+        added[iso]["stat"] = stats[iso]
+    _save(folder, month, leaks, {**cached, **added})
+    return leaks
+
+
+def _add_days(
+    store: Store,
+    month: str,
+    client_id: str,
+    folder: DataPath,
+    leaks: OrderLeaks,
+    cached: _Days,
+    new: list[str],
+    indexed: _Days,
+) -> tuple[OrderLeaks, _Days]:
+    """``leaks`` over the cached days, brought to the cached days and the ``new`` ones
+    together; the index of the new days (written, but for those already ``indexed``)."""
+    mine = [date.fromisoformat(iso) for iso in new if iso.startswith(month)]
+    theirs = [date.fromisoformat(iso) for iso in new if not iso.startswith(month)]
+    columns = ["activity_date", "event_type", "order_id"]
+    this = _order_events(store, client_id, mine, [*columns, "event_id"])
+    window = this.drop("event_id")
+    if theirs:  # of the month before, which orders it picked or closed, not which events did
+        window = pl.concat([window, _order_events(store, client_id, theirs, columns)])
+    picked = _orders(window, [PICKED])
+    closed = _orders(window, CLOSING)
+    shipped_new = _unmatched(_of_type(this, [SHIPPED]), picked)
+    picked_new = _unmatched(_of_type(this, [PICKED]), closed)
+    shipped_new = _unmatched(shipped_new, _seen(folder, cached, "picked", shipped_new))
+    picked_new = _unmatched(picked_new, _seen(folder, cached, "closed", picked_new))
+    leaks = OrderLeaks(
+        pl.concat([_unmatched(leaks.shipped_without_pick, picked), shipped_new]),
+        pl.concat([_unmatched(leaks.picked_not_shipped, closed), picked_new]),
+    )
+    kept = {iso: indexed[iso] for iso in new if iso in indexed}
+    return leaks, {**kept, **_index(folder, window, [iso for iso in new if iso not in kept])}
+
+
+def _order_events(
+    store: Store, client_id: str, days: list[date], columns: list[str]
+) -> pl.DataFrame:
+    """``columns`` of the order events on ``days`` that name an order."""
+    return (
+        read_activity(store, client_id, days, columns)
+        .filter(pl.col("event_type").is_in(ORDER_TYPES))
+        .drop_nulls("order_id")
+    )
+
+
+def _of_type(events: pl.DataFrame, types: Sequence[str]) -> pl.DataFrame:
+    """The (order_id, event_id) of ``events`` of ``types``."""
+    return events.filter(pl.col("event_type").is_in(types)).select("order_id", "event_id")
+
+
+def _orders(events: pl.DataFrame, types: Sequence[str]) -> pl.DataFrame:
+    """The order ids of ``events`` of ``types`` (an order id may repeat)."""
+    return events.filter(pl.col("event_type").is_in(types)).select("order_id")
+
+
+def _unmatched(events: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:
+    """``events`` whose order is not in ``found`` (an anti-join: at a month's size several
+    times faster than ``is_in`` with a unique set)."""
+    if events.is_empty() or found.is_empty():  # a join would hash the other side for nothing
+        return events
+    return events.join(found, on="order_id", how="anti")
+
+
+def _seen(folder: DataPath, cached: _Days, kind: str, events: pl.DataFrame) -> pl.DataFrame:
+    """The order ids of ``events`` that a cached day picked (``kind`` "picked") or closed
+    ("closed"), from the blocks of the days' index files that can hold one of them."""
+    wanted = events["order_id"].unique().sort()
+    blocks = []
+    for iso, entry in cached.items() if not wanted.is_empty() else ():
+        index = entry[kind]
+        if index is None:
+            continue
+        scan = scan_parquet(folder / f"{kind}-{iso}.parquet")
+        runs = blocks_holding(index["fences"], index["rows"], wanted)
+        blocks += [scan.slice(start, length) for start, length in runs]
+    if not blocks:
+        return pl.DataFrame(schema={"order_id": pl.String})
+    night = pl.LazyFrame({"order_id": wanted})
+    return pl.concat(blocks).join(night, on="order_id", how="semi").collect()
+
+
+def _index(folder: DataPath, window: pl.DataFrame, days: list[str]) -> _Days:
+    """Writes the index files of ``days`` from their order events (``window``); their
+    entries."""
+    picked = pl.col("event_type") == PICKED
+    wanted_days = [date.fromisoformat(iso) for iso in days]
+    of_days = window.filter(pl.col("activity_date").is_in(wanted_days))
+    by_day = of_days.partition_by("activity_date", as_dict=True)
+    entries: _Days = {}
+    for iso in days:
+        entry = entries[iso] = {}
+        of_day = by_day.get((date.fromisoformat(iso),), of_days.clear())
+        for kind, wanted in (("picked", picked), ("closed", ~picked)):
+            ids = of_day.filter(wanted)["order_id"].unique().sort()
+            entry[kind] = None
+            if not ids.is_empty():
+                path = folder / f"{kind}-{iso}.parquet"
+                write_parquet(ids.to_frame(), path, durable=False, row_group_size=INDEX_ROWS)
+                entry[kind] = {"rows": ids.len(), "fences": fences_of(ids, INDEX_ROWS)}
+    return entries
+
+
+def _empty() -> OrderLeaks:
+    schema = {"order_id": pl.String, "event_id": pl.String}
+    return OrderLeaks(pl.DataFrame(schema=schema), pl.DataFrame(schema=schema))
+
+
+def cache_dir(store: Store, client_id: str) -> DataPath:
+    """The folder of the client's order check caches: one state per month, one index file
+    per day and kind, shared by the months whose window holds the day."""
+    return (
+        store.root
+        / "_cache"
+        / "reconciliation"
+        / "orders"
+        / f"client_id={check_client_id(client_id)}"
+    )
+
+
+def _state_name(month: str) -> str:
+    return f"state-{check_month(month)}.parquet"
+
+
+def _save(folder: DataPath, month: str, leaks: OrderLeaks, days: _Days) -> None:
+    """The month's state, after the index files it names. Then the states of months before
+    the month before the newest go, and the index files no state left names (a report of a
+    month whose state went recomputes it)."""
+    rows = pl.concat(
+        [
+            leaks.shipped_without_pick.select(pl.lit("shipped_without_pick").alias("kind"), "*"),
+            leaks.picked_not_shipped.select(pl.lit("picked_not_shipped").alias("kind"), "*"),
+        ]
+    ).cast(_LEAK_SCHEMA)
+    # sorted: the same rows however the nights came (a rerun after a kill writes the same file)
+    rows = rows.sort(list(_LEAK_SCHEMA))
+    meta = json.dumps({"format": _FORMAT, "days": days}, sort_keys=True)
+    # a cache: a lost or torn write costs a recompute (an unreadable file is one)
+    state = parquet_bytes(rows, metadata={_METADATA_KEY: meta})
+    write_bytes(state, folder / _state_name(month), durable=False)
+    names = child_files(folder)
+    months = sorted(m.group(1) for name in names if (m := _STATE.match(name)))
+    keep = {month, months[-1], previous_month(months[-1])}
+    named = set()
+    for other in months:
+        if other not in keep:
+            remove_file(folder / _state_name(other))
+            continue
+        kept = days if other == month else _load(folder / _state_name(other))[1]
+        named |= {f"{k}-{iso}.parquet" for iso, e in kept.items() for k in KINDS if e[k]}
+    for name in names:
+        if not _STATE.match(name) and name not in named:
+            remove_file(folder / name)
+
+
+def _load(path: DataPath) -> tuple[OrderLeaks, _Days]:
+    """A month's cached leaks and days; none when its state is missing, unreadable or of
+    another format."""
+    try:
+        data = path.read_bytes()
+        meta = json.loads(pl.read_parquet_metadata(io.BytesIO(data))[_METADATA_KEY])
+        rows = pl.read_parquet(io.BytesIO(data))
+        days = meta["days"] if meta.get("format") == _FORMAT else None
+        valid = isinstance(days, dict) and all(
+            isinstance(e, dict) and {"stat", "picked", "closed"} <= set(e) for e in days.values()
+        )
+        if not valid or rows.schema != pl.Schema(_LEAK_SCHEMA):
+            return _empty(), {}
+    except (*_BROKEN, AttributeError):
+        return _empty(), {}
+    kind = pl.col("kind")
+    return (
+        OrderLeaks(
+            rows.filter(kind == "shipped_without_pick").drop("kind"),
+            rows.filter(kind == "picked_not_shipped").drop("kind"),
+        ),
+        days,
+    )
