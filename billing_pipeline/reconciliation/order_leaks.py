@@ -23,9 +23,14 @@ report then:
   candidates are read (order ids that grow with time, as a WMS numbers orders, fall after
   or between the blocks of earlier days; ids in no order read every block, about what every
   night cost before);
-- recomputes the client-month from all its days when a cached day's file changed or went
-  (a late file, a re-ingest), or the cache is missing or unreadable: the same ``_add_days``
-  over an empty cache.
+- takes a cached day whose file was written again (ingestion writes the days around the
+  ones it touched again each night: the day before gains the events of a time zone west
+  of UTC, or of a late file) as a new day, once its file is seen to still pick and close
+  every order its index holds: nothing it closed opens again, and its own open events go
+  before it is added again;
+- recomputes the client-month from all its days when a cached day lost an order's event or
+  went (a re-ingest), or the cache is missing or unreadable: the same ``_add_days`` over an
+  empty cache (a lost day's index files are kept for the days that did not change).
 
 Exact because an event has one activity date and an id unique within the client (SPEC §4),
 so adding days one night at a time gives what adding them all at once gives.
@@ -69,7 +74,12 @@ CLOSING = (SHIPPED, CANCELLED)
 ORDER_TYPES = (PICKED, SHIPPED, CANCELLED)
 _FORMAT = 1
 _METADATA_KEY = "billing.order_leaks"  # the Parquet key-value entry of the days
-_LEAK_SCHEMA = {"kind": pl.String, "order_id": pl.String, "event_id": pl.String}
+_LEAK_SCHEMA = {
+    "kind": pl.String,
+    "activity_date": pl.Date,
+    "order_id": pl.String,
+    "event_id": pl.String,
+}
 KINDS = ("picked", "closed")  # the index files of a day
 # Order ids per block (and Parquet row group) of a day's index file: what a probe reads of a
 # day when one of the night's ids falls in a block's range.
@@ -81,7 +91,8 @@ _BROKEN = (OSError, KeyError, TypeError, ValueError, pl.exceptions.PolarsError)
 
 @dataclass
 class OrderLeaks:
-    """The open events of each order check (``order_id``, ``event_id``), in no given order."""
+    """The open events of each order check (``activity_date``, ``order_id``, ``event_id``),
+    in no given order."""
 
     shipped_without_pick: pl.DataFrame
     picked_not_shipped: pl.DataFrame
@@ -103,10 +114,18 @@ def order_leaks(
     stats = {day.isoformat(): stat for day, stat in sorted(activity.items()) if stat is not None}
     leaks, cached = _load(folder / _state_name(month))
     indexed: _Days = {}  # days whose events are read again but whose index files are kept
-    if any(stats.get(iso) != entry["stat"] for iso, entry in cached.items()):
-        # A cached day's file changed or went (a late file, a re-ingest): every day is read
+    changed = [iso for iso, entry in cached.items() if stats.get(iso) != entry["stat"]]
+    if changed and _only_grew(store, client_id, folder, cached, changed, stats):
+        # Most nights: the day before written again with more events (a time zone west of
+        # UTC, a late file), none lost. Nothing it closed opens again; its own open events
+        # go, and it is added again like a new day.
+        again = pl.col("activity_date").is_in([date.fromisoformat(iso) for iso in changed])
+        leaks = OrderLeaks(*(frame.filter(~again) for frame in _frames(leaks)))
+        cached = {iso: entry for iso, entry in cached.items() if iso not in changed}
+    elif changed:
+        # A cached day lost an order's event, or went (a re-ingest): every day is read
         # again, as before the cache, but only the changed days are indexed again.
-        indexed = {iso: e for iso, e in cached.items() if stats.get(iso) == e["stat"]}
+        indexed = {iso: e for iso, e in cached.items() if iso not in changed}
         leaks, cached = _empty(), {}
     elif not cached:
         # A month's first report: the month before's index of its own days is this month's
@@ -127,6 +146,33 @@ def order_leaks(
         added[iso]["stat"] = stats[iso]
     _save(folder, month, leaks, {**cached, **added})
     return leaks
+
+
+def _only_grew(
+    store: Store,
+    client_id: str,
+    folder: DataPath,
+    cached: _Days,
+    changed: list[str],
+    stats: Mapping[str, list[int | str]],
+) -> bool:
+    """Do the ``changed`` days still pick and close every order their index holds?"""
+    if any(iso not in stats for iso in changed):
+        return False
+    days = [date.fromisoformat(iso) for iso in changed]
+    try:
+        now = _order_events(store, client_id, days, ["activity_date", "event_type", "order_id"])
+        for iso in changed:
+            of_day = now.filter(pl.col("activity_date") == date.fromisoformat(iso))
+            for kind, types in (("picked", [PICKED]), ("closed", CLOSING)):
+                if cached[iso][kind] is None:
+                    continue
+                before = pl.read_parquet(folder / f"{kind}-{iso}.parquet")
+                if not _unmatched(before, _orders(of_day, types)).is_empty():
+                    return False
+    except _BROKEN:  # an index file gone or damaged
+        return False
+    return True
 
 
 def _add_days(
@@ -174,8 +220,10 @@ def _order_events(
 
 
 def _of_type(events: pl.DataFrame, types: Sequence[str]) -> pl.DataFrame:
-    """The (order_id, event_id) of ``events`` of ``types``."""
-    return events.filter(pl.col("event_type").is_in(types)).select("order_id", "event_id")
+    """The (activity_date, order_id, event_id) of ``events`` of ``types``."""
+    return events.filter(pl.col("event_type").is_in(types)).select(
+        "activity_date", "order_id", "event_id"
+    )
 
 
 def _orders(events: pl.DataFrame, types: Sequence[str]) -> pl.DataFrame:
@@ -231,8 +279,12 @@ def _index(folder: DataPath, window: pl.DataFrame, days: list[str]) -> _Days:
 
 
 def _empty() -> OrderLeaks:
-    schema = {"order_id": pl.String, "event_id": pl.String}
+    schema = {"activity_date": pl.Date, "order_id": pl.String, "event_id": pl.String}
     return OrderLeaks(pl.DataFrame(schema=schema), pl.DataFrame(schema=schema))
+
+
+def _frames(leaks: OrderLeaks) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return leaks.shipped_without_pick, leaks.picked_not_shipped
 
 
 def cache_dir(store: Store, client_id: str) -> DataPath:

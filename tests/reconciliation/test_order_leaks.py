@@ -45,12 +45,15 @@ def write_day(store: Store, day: date, events: list[Event]) -> None:
 
 
 def night(store: Store, month: str, days: list[date]) -> tuple[set, set]:
-    """order_leaks over ``days`` (both months') as (order, event) sets."""
+    """order_leaks over ``days`` (both months') as (order, event) sets (an event at most
+    once)."""
     found = order_leaks(store, month, CLIENT, activity_stats(store, CLIENT, days))
-    return (
-        set(found.shipped_without_pick.iter_rows()),
-        set(found.picked_not_shipped.iter_rows()),
-    )
+    out = []
+    for frame in (found.shipped_without_pick, found.picked_not_shipped):
+        pairs = list(frame.select("order_id", "event_id").iter_rows())
+        assert len(pairs) == len(set(pairs)), pairs
+        out.append(set(pairs))
+    return out[0], out[1]
 
 
 def expected(events: list[Event], month: str) -> tuple[set, set]:
@@ -130,6 +133,42 @@ def test_a_night_reads_its_new_day_and_the_blocks_of_its_orders(
     # day 10 ships SO-032..035, which day 9 picked: day 9's picked index is 4 ids in blocks
     # of 2, both blocks hold one; day 10 picks SO-036..039, after every closed id: nothing
     assert sum(read_rows) == 4
+
+
+def test_the_day_before_written_again_with_more_events_is_read_alone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each night writes the day before again (its late events, a time zone west of UTC):
+    # March 2 gains O3's pick (its ship on March 1 now has one) and O4's ship
+    mar1 = [("a", "order.picked", "O1", MAR[0]), ("b", "order.shipped", "O3", MAR[0])]
+    mar2 = [("c", "order.shipped", "O1", MAR[1]), ("d", "order.picked", "O4", MAR[1])]
+    mar3 = [("e", "order.picked", "O5", MAR[2])]
+    for events in (mar1, mar2, mar3):
+        write_day(store, events[0][3], events)
+    assert night(store, "2026-03", MAR[:2]) == ({("O3", "b")}, {("O4", "d")})
+    mar2 += [("f", "order.picked", "O3", MAR[1]), ("g", "order.shipped", "O4", MAR[1])]
+    write_day(store, MAR[1], mar2)
+    read_days: list[list[date]] = []
+    order_events = module._order_events
+
+    def spy_events(store: Store, client_id: str, days: list[date], columns: list[str]):
+        read_days.append(days)
+        return order_events(store, client_id, days, columns)
+
+    monkeypatch.setattr(module, "_order_events", spy_events)
+    assert night(store, "2026-03", MAR[:3]) == (set(), {("O5", "e")})
+    # March 2 read to see that it lost nothing, then with March 3; March 1 not at all
+    assert read_days == [[MAR[1]], [MAR[1], MAR[2]]]
+
+
+def test_an_event_gone_from_a_day_that_still_closes_its_orders_is_gone(store: Store) -> None:
+    # March 1 ships O9 twice, without a pick; a re-ingest drops the first ship: the day
+    # still closes O9 (nothing it closed opens again), but its first ship is no leak any more
+    ships = [("s1", "order.shipped", "O9", MAR[0]), ("s2", "order.shipped", "O9", MAR[0])]
+    write_day(store, MAR[0], ships)
+    assert night(store, "2026-03", MAR[:1]) == ({("O9", "s1"), ("O9", "s2")}, set())
+    write_day(store, MAR[0], ships[1:])
+    assert night(store, "2026-03", MAR[:1]) == ({("O9", "s2")}, set())
 
 
 def test_a_months_first_report_starts_from_the_month_befores_index(
