@@ -197,11 +197,22 @@ def write_parquet(
         frame.write_parquet(tmp, compression="zstd", statistics=True, row_group_size=row_group_size)
 
 
-def parquet_bytes(frame: pl.DataFrame, metadata: dict[str, str] | None = None) -> bytes:
+def parquet_bytes(
+    frame: pl.DataFrame,
+    metadata: dict[str, str] | None = None,
+    row_group_size: int | None = None,
+) -> bytes:
     """What ``write_parquet`` writes for ``frame``: for a frame stored twice (``write_bytes``
-    each time), encoded and compressed once. ``metadata``: key-value entries of the file."""
+    each time), encoded and compressed once, or whose bytes are hashed. ``metadata``:
+    key-value entries of the file."""
     buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd", statistics=True, metadata=metadata)
+    frame.write_parquet(
+        buffer,
+        compression="zstd",
+        statistics=True,
+        metadata=metadata,
+        row_group_size=row_group_size,
+    )
     return buffer.getvalue()
 
 

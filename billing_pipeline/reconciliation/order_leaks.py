@@ -30,20 +30,23 @@ report then:
   before it is added again;
 - recomputes the client-month from all its days when a cached day lost an order's event or
   went (a re-ingest), or the cache is missing or unreadable: the same ``_add_days`` over an
-  empty cache (a lost day's index files are kept for the days that did not change).
+  empty cache, keeping the index files of the days that did not change.
 
 Exact because an event has one activity date and an id unique within the client (SPEC §4),
 so adding days one night at a time gives what adding them all at once gives.
 
-Layout, beside the client-month's day digests (``day_digests.cache_folder``): ``orders/``
-with ``state.parquet`` (the open events; the days, with the stats and fences, as the file's
-key-value metadata) and ``picked-DAY.parquet`` and ``closed-DAY.parquet`` per day. A day's
-index files are a function of its activity file, so rewriting them under the same names is
-safe; the state is written after them, and files it does not name are removed after it.
+Layout, under ``_cache/reconciliation/orders/client_id=ID/``: ``state-YYYY-MM.parquet`` per
+month (its open events; its days, with their stats and fences, as the file's key-value
+metadata) and ``picked-DAY.parquet`` and ``closed-DAY.parquet`` per day, shared by the months
+whose window holds the day. A day's index files are a function of its activity file, so
+writing them again under the same names is safe; a month's state is written after them, and
+then the states of months before the one before the newest go, with the index files no
+state left names. A state or index file that is gone or unreadable costs a recompute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -66,7 +69,6 @@ from billing_pipeline.storage import (
     remove_file,
     scan_parquet,
     write_bytes,
-    write_parquet,
 )
 
 PICKED, SHIPPED, CANCELLED = "order.picked", "order.shipped", "order.cancelled"
@@ -99,7 +101,8 @@ class OrderLeaks:
 
 
 # Per day of the window (ISO date): {"stat": file_stat, "picked": index, "closed": index},
-# an index {"rows": order ids, "fences": fences.fences_of} or None (the day has none).
+# an index {"rows": order ids, "fences": fences.fences_of, "sha256": of the file's bytes} or
+# None (the day has none).
 _Days = dict[str, dict]
 
 
@@ -167,7 +170,12 @@ def _only_grew(
             for kind, types in (("picked", [PICKED]), ("closed", CLOSING)):
                 if cached[iso][kind] is None:
                     continue
-                before = pl.read_parquet(folder / f"{kind}-{iso}.parquet")
+                data = (folder / f"{kind}-{iso}.parquet").read_bytes()
+                # the file as this state indexed it: another month's report may have indexed
+                # the day again since, from the file as it is now
+                if hashlib.sha256(data).hexdigest() != cached[iso][kind]["sha256"]:
+                    return False
+                before = pl.read_parquet(io.BytesIO(data))
                 if not _unmatched(before, _orders(of_day, types)).is_empty():
                     return False
     except _BROKEN:  # an index file gone or damaged
@@ -272,9 +280,13 @@ def _index(folder: DataPath, window: pl.DataFrame, days: list[str]) -> _Days:
             ids = of_day.filter(wanted)["order_id"].unique().sort()
             entry[kind] = None
             if not ids.is_empty():
-                path = folder / f"{kind}-{iso}.parquet"
-                write_parquet(ids.to_frame(), path, durable=False, row_group_size=INDEX_ROWS)
-                entry[kind] = {"rows": ids.len(), "fences": fences_of(ids, INDEX_ROWS)}
+                data = parquet_bytes(ids.to_frame(), row_group_size=INDEX_ROWS)
+                write_bytes(data, folder / f"{kind}-{iso}.parquet", durable=False)
+                entry[kind] = {
+                    "rows": ids.len(),
+                    "fences": fences_of(ids, INDEX_ROWS),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
     return entries
 
 

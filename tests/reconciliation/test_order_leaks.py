@@ -171,6 +171,22 @@ def test_an_event_gone_from_a_day_that_still_closes_its_orders_is_gone(store: St
     assert night(store, "2026-03", MAR[:1]) == ({("O9", "s2")}, set())
 
 
+def test_a_day_another_month_indexed_again_is_not_taken_for_this_months_index(
+    store: Store,
+) -> None:
+    # March 31 picks O1, which March 30 shipped; then March 31 is written again with O5's
+    # pick instead, and April's report indexes it so (the days' index files are shared).
+    # March's report must not compare March 31 with that index: it lost O1's pick, so
+    # March 30's ship of O1 has no pick any more.
+    write_day(store, MAR[29], [("s1", "order.shipped", "O1", MAR[29])])
+    write_day(store, MAR[30], [("p1", "order.picked", "O1", MAR[30])])
+    write_day(store, date(2026, 4, 1), [("x", "order.picked", "O7", date(2026, 4, 1))])
+    assert night(store, "2026-03", MAR[29:31]) == (set(), set())
+    write_day(store, MAR[30], [("p5", "order.picked", "O5", MAR[30])])
+    night(store, "2026-04", [*MAR[29:31], date(2026, 4, 1)])
+    assert night(store, "2026-03", MAR[29:31]) == ({("O1", "s1")}, {("O5", "p5")})
+
+
 def test_a_months_first_report_starts_from_the_month_befores_index(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
