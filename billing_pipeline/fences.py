@@ -28,23 +28,37 @@ def fences_of(keys: pl.Series, every: int) -> dict | None:
 
 def blocks_holding(fences: dict, rows: int, wanted: pl.Series) -> list[tuple[int, int]]:
     """(first row, rows) of each run of blocks that can hold one of ``wanted`` (sorted) in a
-    file of ``rows`` rows.
+    file of ``rows`` rows with these ``fences``."""
+    return blocks_holding_in([(fences, rows)], wanted)[0]
+
+
+def blocks_holding_in(
+    files: list[tuple[dict, int]], wanted: pl.Series
+) -> list[list[tuple[int, int]]]:
+    """``blocks_holding`` for each of several files ((fences, rows) each), from two searches
+    over all their fences (a search is a Polars call, ~0.2 ms however small).
 
     Block k holds rows [k * every, (k + 1) * every), sorted by key, so its keys lie
     between its first and last (both included); one of ``wanted`` in that range may be in it,
     none in it means none is. Tight ranges matter: the keys of a new night mostly sort just
     after each run of older ones (per warehouse, per kind of id), between two blocks."""
-    every = fences["every"]
-    low = wanted.search_sorted(pl.Series(fences["first"], dtype=pl.String), side="left")
-    high = wanted.search_sorted(pl.Series(fences["last"], dtype=pl.String), side="right")
-    runs: list[tuple[int, int]] = []
-    for k, held in enumerate((high - low).to_list()):
-        if not held:
-            continue
-        start = k * every
-        length = min(every, rows - start)
-        if runs and runs[-1][0] + runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], runs[-1][1] + length)
-        else:
-            runs.append((start, length))
-    return runs
+    firsts = [key for fences, _ in files for key in fences["first"]]
+    lasts = [key for fences, _ in files for key in fences["last"]]
+    low = wanted.search_sorted(pl.Series(firsts, dtype=pl.String), side="left")
+    high = wanted.search_sorted(pl.Series(lasts, dtype=pl.String), side="right")
+    held = iter((high - low).to_list())
+    out = []
+    for fences, rows in files:
+        every = fences["every"]
+        runs: list[tuple[int, int]] = []
+        for k in range(len(fences["first"])):
+            if not next(held):
+                continue
+            start = k * every
+            length = min(every, rows - start)
+            if runs and runs[-1][0] + runs[-1][1] == start:
+                runs[-1] = (runs[-1][0], runs[-1][1] + length)
+            else:
+                runs.append((start, length))
+        out.append(runs)
+    return out

@@ -14,8 +14,7 @@ by the month's end: at 10 million events a day, minutes of CPU a night, the last
 report that grew with the month (docs/performance.md, "Session 10"). So the client-month's
 cache keeps the answer, the events of both kinds still *open*, and an index of the window:
 for each day, the stat of its activity file and the order ids it picked and those it closed
-(shipped or cancelled), each sorted in a file of its own with block fences (``fences``). A
-report then:
+(shipped or cancelled), sorted in one file with block fences (``fences``). A report then:
 
 - adds the days the cache does not hold yet (``_add_days``): an open event closes when a new
   day has its order's event; a new day's event opens unless a new day or a cached day has
@@ -37,8 +36,8 @@ so adding days one night at a time gives what adding them all at once gives.
 
 Layout, under ``_cache/reconciliation/orders/client_id=ID/``: ``state-YYYY-MM.parquet`` per
 month (its open events; its days, with their stats and fences, as the file's key-value
-metadata) and ``picked-DAY.parquet`` and ``closed-DAY.parquet`` per day, shared by the months
-whose window holds the day. A day's index files are a function of its activity file, so
+metadata) and ``index-DAY.parquet`` per day, shared by the months whose window holds the
+day. A day's index files are a function of its activity file, so
 writing them again under the same names is safe; a month's state is written after them, and
 then the states of months before the one before the newest go, with the index files no
 state left names. A state or index file that is gone or unreadable costs a recompute.
@@ -56,7 +55,7 @@ from datetime import date
 
 import polars as pl
 
-from billing_pipeline.fences import blocks_holding, fences_of
+from billing_pipeline.fences import blocks_holding_in, fences_of
 from billing_pipeline.ingest.activity import read_activity
 from billing_pipeline.months import previous_month
 from billing_pipeline.storage import (
@@ -82,7 +81,7 @@ _LEAK_SCHEMA = {
     "order_id": pl.String,
     "event_id": pl.String,
 }
-KINDS = ("picked", "closed")  # the index files of a day
+_PICKED_KEY, _CLOSED_KEY = "p:", "c:"  # see _keys
 # Order ids per block (and Parquet row group) of a day's index file: what a probe reads of a
 # day when one of the night's ids falls in a block's range.
 INDEX_ROWS = 8192
@@ -100,9 +99,8 @@ class OrderLeaks:
     picked_not_shipped: pl.DataFrame
 
 
-# Per day of the window (ISO date): {"stat": file_stat, "picked": index, "closed": index},
-# an index {"rows": order ids, "fences": fences.fences_of, "sha256": of the file's bytes} or
-# None (the day has none).
+# Per day of the window (ISO date): {"stat": file_stat, "index": {"rows": keys,
+# "fences": fences.fences_of, "sha256": of the file's bytes} or None (no order event)}.
 _Days = dict[str, dict]
 
 
@@ -164,20 +162,21 @@ def _only_grew(
         return False
     days = [date.fromisoformat(iso) for iso in changed]
     try:
-        now = _order_events(store, client_id, days, ["activity_date", "event_type", "order_id"])
+        now = _keys(
+            _order_events(store, client_id, days, ["activity_date", "event_type", "order_id"])
+        )
         for iso in changed:
+            index = cached[iso]["index"]
+            if index is None:
+                continue
+            data = _index_file(folder, iso).read_bytes()
+            # the file as this state indexed it: another month's report may have indexed
+            # the day again since, from the file as it is now
+            if hashlib.sha256(data).hexdigest() != index["sha256"]:
+                return False
             of_day = now.filter(pl.col("activity_date") == date.fromisoformat(iso))
-            for kind, types in (("picked", [PICKED]), ("closed", CLOSING)):
-                if cached[iso][kind] is None:
-                    continue
-                data = (folder / f"{kind}-{iso}.parquet").read_bytes()
-                # the file as this state indexed it: another month's report may have indexed
-                # the day again since, from the file as it is now
-                if hashlib.sha256(data).hexdigest() != cached[iso][kind]["sha256"]:
-                    return False
-                before = pl.read_parquet(io.BytesIO(data))
-                if not _unmatched(before, _orders(of_day, types)).is_empty():
-                    return False
+            if not pl.read_parquet(io.BytesIO(data)).join(of_day, on="key", how="anti").is_empty():
+                return False
     except _BROKEN:  # an index file gone or damaged
         return False
     return True
@@ -206,8 +205,9 @@ def _add_days(
     closed = _orders(window, CLOSING)
     shipped_new = _unmatched(_of_type(this, [SHIPPED]), picked)
     picked_new = _unmatched(_of_type(this, [PICKED]), closed)
-    shipped_new = _unmatched(shipped_new, _seen(folder, cached, "picked", shipped_new))
-    picked_new = _unmatched(picked_new, _seen(folder, cached, "closed", picked_new))
+    seen = _seen(folder, cached, shipped_new, picked_new)
+    shipped_new = _unmatched(shipped_new, seen.filter(pl.col("picked")).select("order_id"))
+    picked_new = _unmatched(picked_new, seen.filter(~pl.col("picked")).select("order_id"))
     leaks = OrderLeaks(
         pl.concat([_unmatched(leaks.shipped_without_pick, picked), shipped_new]),
         pl.concat([_unmatched(leaks.picked_not_shipped, closed), picked_new]),
@@ -247,47 +247,68 @@ def _unmatched(events: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:
     return events.join(found, on="order_id", how="anti")
 
 
-def _seen(folder: DataPath, cached: _Days, kind: str, events: pl.DataFrame) -> pl.DataFrame:
-    """The order ids of ``events`` that a cached day picked (``kind`` "picked") or closed
-    ("closed"), from the blocks of the days' index files that can hold one of them."""
-    wanted = events["order_id"].unique().sort()
+def _seen(
+    folder: DataPath, cached: _Days, shipped: pl.DataFrame, picked: pl.DataFrame
+) -> pl.DataFrame:
+    """The orders of ``shipped`` that a cached day picked and those of ``picked`` that a
+    cached day closed (``order_id``, ``picked``: which), from the blocks of the days' index
+    files that can hold one of them."""
+    wanted = pl.concat(
+        [
+            shipped.select("order_id", picked=pl.lit(True)),
+            picked.select("order_id", picked=pl.lit(False)),
+        ]
+    )
+    keys = _keys(wanted)["key"].unique().sort()
+    days = [(iso, e["index"]) for iso, e in cached.items() if e["index"] is not None]
     blocks = []
-    for iso, entry in cached.items() if not wanted.is_empty() else ():
-        index = entry[kind]
-        if index is None:
-            continue
-        scan = scan_parquet(folder / f"{kind}-{iso}.parquet")
-        runs = blocks_holding(index["fences"], index["rows"], wanted)
-        blocks += [scan.slice(start, length) for start, length in runs]
+    if not keys.is_empty() and days:
+        found = blocks_holding_in([(index["fences"], index["rows"]) for _, index in days], keys)
+        for (iso, _), runs in zip(days, found, strict=True):
+            if runs:  # a scan reads the file's footer when made: only for the days to read
+                scan = scan_parquet(_index_file(folder, iso))
+                blocks += [scan.slice(start, length) for start, length in runs]
     if not blocks:
-        return pl.DataFrame(schema={"order_id": pl.String})
-    night = pl.LazyFrame({"order_id": wanted})
-    return pl.concat(blocks).join(night, on="order_id", how="semi").collect()
+        return pl.DataFrame(schema={"order_id": pl.String, "picked": pl.Boolean})
+    night = pl.LazyFrame({"key": keys})
+    seen = pl.concat(blocks).join(night, on="key", how="semi").collect()["key"]
+    return pl.DataFrame(
+        {"order_id": seen.str.slice(len(_PICKED_KEY)), "picked": seen.str.starts_with(_PICKED_KEY)}
+    )
+
+
+def _keys(events: pl.DataFrame) -> pl.DataFrame:
+    """``key`` of each order event (``event_type`` or ``picked``, ``order_id``): the order id
+    behind ``p:`` (picked) or ``c:`` (closed), so that one sorted index per day holds both."""
+    picked = pl.col("picked") if "picked" in events.columns else pl.col("event_type") == PICKED
+    prefix = pl.when(picked).then(pl.lit(_PICKED_KEY)).otherwise(pl.lit(_CLOSED_KEY))
+    return events.with_columns(key=pl.concat_str(prefix, pl.col("order_id")))
 
 
 def _index(folder: DataPath, window: pl.DataFrame, days: list[str]) -> _Days:
     """Writes the index files of ``days`` from their order events (``window``); their
     entries."""
-    picked = pl.col("event_type") == PICKED
     wanted_days = [date.fromisoformat(iso) for iso in days]
-    of_days = window.filter(pl.col("activity_date").is_in(wanted_days))
-    by_day = of_days.partition_by("activity_date", as_dict=True)
+    keyed = _keys(window.filter(pl.col("activity_date").is_in(wanted_days)))
+    by_day = keyed.partition_by("activity_date", as_dict=True)
     entries: _Days = {}
     for iso in days:
-        entry = entries[iso] = {}
-        of_day = by_day.get((date.fromisoformat(iso),), of_days.clear())
-        for kind, wanted in (("picked", picked), ("closed", ~picked)):
-            ids = of_day.filter(wanted)["order_id"].unique().sort()
-            entry[kind] = None
-            if not ids.is_empty():
-                data = parquet_bytes(ids.to_frame(), row_group_size=INDEX_ROWS)
-                write_bytes(data, folder / f"{kind}-{iso}.parquet", durable=False)
-                entry[kind] = {
-                    "rows": ids.len(),
-                    "fences": fences_of(ids, INDEX_ROWS),
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                }
+        of_day = by_day.get((date.fromisoformat(iso),))
+        keys = of_day["key"].unique().sort() if of_day is not None else None
+        entries[iso] = {"index": None}
+        if keys is not None and not keys.is_empty():
+            data = parquet_bytes(keys.to_frame(), row_group_size=INDEX_ROWS)
+            write_bytes(data, _index_file(folder, iso), durable=False)
+            entries[iso]["index"] = {
+                "rows": keys.len(),
+                "fences": fences_of(keys, INDEX_ROWS),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
     return entries
+
+
+def _index_file(folder: DataPath, iso: str) -> DataPath:
+    return folder / f"index-{iso}.parquet"
 
 
 def _empty() -> OrderLeaks:
@@ -301,7 +322,7 @@ def _frames(leaks: OrderLeaks) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def cache_dir(store: Store, client_id: str) -> DataPath:
     """The folder of the client's order check caches: one state per month, one index file
-    per day and kind, shared by the months whose window holds the day."""
+    per day, shared by the months whose window holds the day."""
     return (
         store.root
         / "_cache"
@@ -340,7 +361,7 @@ def _save(folder: DataPath, month: str, leaks: OrderLeaks, days: _Days) -> None:
             remove_file(folder / _state_name(other))
             continue
         kept = days if other == month else _load(folder / _state_name(other))[1]
-        named |= {f"{k}-{iso}.parquet" for iso, e in kept.items() for k in KINDS if e[k]}
+        named |= {_index_file(folder, iso).name for iso, e in kept.items() if e["index"]}
     for name in names:
         if not _STATE.match(name) and name not in named:
             remove_file(folder / name)
@@ -355,7 +376,7 @@ def _load(path: DataPath) -> tuple[OrderLeaks, _Days]:
         rows = pl.read_parquet(io.BytesIO(data))
         days = meta["days"] if meta.get("format") == _FORMAT else None
         valid = isinstance(days, dict) and all(
-            isinstance(e, dict) and {"stat", "picked", "closed"} <= set(e) for e in days.values()
+            isinstance(e, dict) and {"stat", "index"} <= set(e) for e in days.values()
         )
         if not valid or rows.schema != pl.Schema(_LEAK_SCHEMA):
             return _empty(), {}

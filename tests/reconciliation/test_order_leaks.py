@@ -115,23 +115,24 @@ def test_a_night_reads_its_new_day_and_the_blocks_of_its_orders(
     night(store, "2026-03", MAR[:9])
     read_days: list[list[date]] = []
     read_rows: list[int] = []
-    order_events, holding = module._order_events, module.blocks_holding
+    order_events, holding = module._order_events, module.blocks_holding_in
 
     def spy_events(store: Store, client_id: str, days: list[date], columns: list[str]):
         read_days.append(days)
         return order_events(store, client_id, days, columns)
 
-    def spy_blocks(fences: dict, rows: int, wanted: pl.Series) -> list[tuple[int, int]]:
-        runs = holding(fences, rows, wanted)
-        read_rows.extend(length for _, length in runs)
-        return runs
+    def spy_blocks(files: list[tuple[dict, int]], wanted: pl.Series) -> list:
+        found = holding(files, wanted)
+        read_rows.extend(length for runs in found for _, length in runs)
+        return found
 
     monkeypatch.setattr(module, "_order_events", spy_events)
-    monkeypatch.setattr(module, "blocks_holding", spy_blocks)
+    monkeypatch.setattr(module, "blocks_holding_in", spy_blocks)
     assert night(store, "2026-03", MAR[:10]) == expected(events, "2026-03")
     assert read_days == [[MAR[9]]]
-    # day 10 ships SO-032..035, which day 9 picked: day 9's picked index is 4 ids in blocks
-    # of 2, both blocks hold one; day 10 picks SO-036..039, after every closed id: nothing
+    # day 10 ships SO-032..035, which day 9 picked: day 9's index is c:SO-028..031 (its
+    # ships) and p:SO-032..035 in blocks of 2, and the two p: blocks hold them; day 10 picks
+    # SO-036..039, whose c: keys fall between blocks of every day: nothing more is read
     assert sum(read_rows) == 4
 
 
@@ -225,7 +226,7 @@ def test_a_broken_cache_is_recomputed(store: Store) -> None:
         write_day(store, day, [e for e in events if e[3] == day])
     night(store, "2026-03", [MAR[0]])
     folder = cache_dir(store, CLIENT)
-    (folder / "picked-2026-03-01.parquet").write_bytes(b"not parquet")
+    (folder / "index-2026-03-01.parquet").write_bytes(b"not parquet")
     assert night(store, "2026-03", MAR[:2]) == expected(events, "2026-03")
     (folder / "state-2026-03.parquet").write_bytes(b"")
     assert night(store, "2026-03", MAR[:2]) == expected(events, "2026-03")
@@ -241,18 +242,18 @@ def test_old_states_and_unnamed_index_files_go(store: Store) -> None:
     # April is the newest: March's and April's states stay (March has none yet), older go,
     # and so do the index files only they named
     assert names == [
-        "picked-2026-03-05.parquet",
-        "picked-2026-04-04.parquet",
+        "index-2026-03-05.parquet",
+        "index-2026-04-04.parquet",
         "state-2026-04.parquet",
     ]
     # a report of February again (a backfill) keeps what April's state names
     night(store, "2026-02", [date(2026, 1, 5), FEB[4]])
     names = sorted(p.name for p in cache_dir(store, CLIENT).iterdir())
     assert names == [
-        "picked-2026-01-05.parquet",
-        "picked-2026-02-05.parquet",
-        "picked-2026-03-05.parquet",
-        "picked-2026-04-04.parquet",
+        "index-2026-01-05.parquet",
+        "index-2026-02-05.parquet",
+        "index-2026-03-05.parquet",
+        "index-2026-04-04.parquet",
         "state-2026-02.parquet",
         "state-2026-04.parquet",
     ]
