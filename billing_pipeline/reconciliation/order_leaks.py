@@ -253,6 +253,10 @@ def _seen(
     """The orders of ``shipped`` that a cached day picked and those of ``picked`` that a
     cached day closed (``order_id``, ``picked``: which), from the blocks of the days' index
     files that can hold one of them."""
+    none = pl.DataFrame(schema={"order_id": pl.String, "picked": pl.Boolean})
+    days = [(iso, e["index"]) for iso, e in cached.items() if e["index"] is not None]
+    if not days or (shipped.is_empty() and picked.is_empty()):
+        return none
     wanted = pl.concat(
         [
             shipped.select("order_id", picked=pl.lit(True)),
@@ -260,16 +264,14 @@ def _seen(
         ]
     )
     keys = _keys(wanted)["key"].unique().sort()
-    days = [(iso, e["index"]) for iso, e in cached.items() if e["index"] is not None]
+    found = blocks_holding_in([(index["fences"], index["rows"]) for _, index in days], keys)
     blocks = []
-    if not keys.is_empty() and days:
-        found = blocks_holding_in([(index["fences"], index["rows"]) for _, index in days], keys)
-        for (iso, _), runs in zip(days, found, strict=True):
-            if runs:  # a scan reads the file's footer when made: only for the days to read
-                scan = scan_parquet(_index_file(folder, iso))
-                blocks += [scan.slice(start, length) for start, length in runs]
+    for (iso, _), runs in zip(days, found, strict=True):
+        if runs:  # a scan reads the file's footer when made: only for the days to read
+            scan = scan_parquet(_index_file(folder, iso))
+            blocks += [scan.slice(start, length) for start, length in runs]
     if not blocks:
-        return pl.DataFrame(schema={"order_id": pl.String, "picked": pl.Boolean})
+        return none
     night = pl.LazyFrame({"key": keys})
     seen = pl.concat(blocks).join(night, on="key", how="semi").collect()["key"]
     return pl.DataFrame(
