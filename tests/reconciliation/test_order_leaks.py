@@ -73,6 +73,20 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "data")
 
 
+@pytest.fixture
+def read_days(monkeypatch: pytest.MonkeyPatch) -> list[list[date]]:
+    """The days of each activity read ``order_leaks`` makes (clear it before the night)."""
+    read: list[list[date]] = []
+    order_events = module._order_events
+
+    def spy(store: Store, client_id: str, days: list[date], columns: list[str]):
+        read.append(days)
+        return order_events(store, client_id, days, columns)
+
+    monkeypatch.setattr(module, "_order_events", spy)
+    return read
+
+
 def test_two_months_by_hand(store: Store) -> None:
     # February: O1 picked, O2 picked and shipped, O9 shipped without a pick (not March's).
     # March 1: O1 shipped (its pick was in February: matched), O3 picked, O4 shipped (no
@@ -101,7 +115,7 @@ def test_two_months_by_hand(store: Store) -> None:
 
 
 def test_a_night_reads_its_new_day_and_the_blocks_of_its_orders(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, read_days: list[list[date]]
 ) -> None:
     # each day picks 4 orders numbered in sequence and ships the day before's 4
     monkeypatch.setattr(module, "INDEX_ROWS", 2)
@@ -113,20 +127,15 @@ def test_a_night_reads_its_new_day_and_the_blocks_of_its_orders(
         ]
         write_day(store, day, [e for e in events if e[3] == day])
     night(store, "2026-03", MAR[:9])
-    read_days: list[list[date]] = []
+    read_days.clear()
     read_rows: list[int] = []
-    order_events, holding = module._order_events, module.blocks_holding_in
-
-    def spy_events(store: Store, client_id: str, days: list[date], columns: list[str]):
-        read_days.append(days)
-        return order_events(store, client_id, days, columns)
+    holding = module.blocks_holding_in
 
     def spy_blocks(files: list[tuple[dict, int]], wanted: pl.Series) -> list:
         found = holding(files, wanted)
         read_rows.extend(length for runs in found for _, length in runs)
         return found
 
-    monkeypatch.setattr(module, "_order_events", spy_events)
     monkeypatch.setattr(module, "blocks_holding_in", spy_blocks)
     assert night(store, "2026-03", MAR[:10]) == expected(events, "2026-03")
     assert read_days == [[MAR[9]]]
@@ -137,7 +146,7 @@ def test_a_night_reads_its_new_day_and_the_blocks_of_its_orders(
 
 
 def test_the_day_before_written_again_with_more_events_is_read_alone(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, read_days: list[list[date]]
 ) -> None:
     # each night writes the day before again (its late events, a time zone west of UTC):
     # March 2 gains O3's pick (its ship on March 1 now has one) and O4's ship
@@ -149,14 +158,7 @@ def test_the_day_before_written_again_with_more_events_is_read_alone(
     assert night(store, "2026-03", MAR[:2]) == ({("O3", "b")}, {("O4", "d")})
     mar2 += [("f", "order.picked", "O3", MAR[1]), ("g", "order.shipped", "O4", MAR[1])]
     write_day(store, MAR[1], mar2)
-    read_days: list[list[date]] = []
-    order_events = module._order_events
-
-    def spy_events(store: Store, client_id: str, days: list[date], columns: list[str]):
-        read_days.append(days)
-        return order_events(store, client_id, days, columns)
-
-    monkeypatch.setattr(module, "_order_events", spy_events)
+    read_days.clear()
     assert night(store, "2026-03", MAR[:3]) == (set(), {("O5", "e")})
     # March 2 read to see that it lost nothing, then with March 3; March 1 not at all
     assert read_days == [[MAR[1]], [MAR[1], MAR[2]]]
@@ -189,21 +191,14 @@ def test_a_day_another_month_indexed_again_is_not_taken_for_this_months_index(
 
 
 def test_a_months_first_report_starts_from_the_month_befores_index(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, read_days: list[list[date]]
 ) -> None:
     events = [("f1", "order.picked", "O1", FEB[26]), ("f2", "order.picked", "O2", FEB[27]),
               ("m1", "order.shipped", "O1", MAR[0])]  # fmt: skip
     for day in (FEB[26], FEB[27], MAR[0]):
         write_day(store, day, [e for e in events if e[3] == day])
     assert night(store, "2026-02", [FEB[26], FEB[27]]) == expected(events[:2], "2026-02")
-    read_days: list[list[date]] = []
-    order_events = module._order_events
-
-    def spy_events(store: Store, client_id: str, days: list[date], columns: list[str]):
-        read_days.append(days)
-        return order_events(store, client_id, days, columns)
-
-    monkeypatch.setattr(module, "_order_events", spy_events)
+    read_days.clear()
     assert night(store, "2026-03", [FEB[26], FEB[27], MAR[0]]) == expected(events, "2026-03")
     assert read_days == [[MAR[0]]]  # February's days came indexed
 
