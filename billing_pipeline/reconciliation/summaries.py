@@ -19,13 +19,25 @@ they are not a grouping key).
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import timedelta
 
 import polars as pl
 
-from billing_pipeline.ingest.landing import MANIFEST_SCHEMA, QUARANTINE_SCHEMA
+from billing_pipeline.ingest.landing import MANIFEST_SCHEMA
 from billing_pipeline.months import month_days
-from billing_pipeline.storage import PART, Store, read_parquet, scan_parquet
+from billing_pipeline.reconciliation.day_digests import stat_or_none
+from billing_pipeline.storage import (
+    PART,
+    DataPath,
+    Store,
+    check_month,
+    parquet_bytes,
+    read_parquet,
+    scan_parquet,
+    write_bytes,
+)
 
 QUARANTINE_HEADER = ("period", "client_id", "reason", "lines", "examples")
 RULE_ERRORS_HEADER = (
@@ -54,14 +66,17 @@ MONTH_COLUMNS = (
 
 
 def quarantine_of_month(store: Store, month: str) -> pl.DataFrame:
-    """Quarantined lines that belong to ``month`` (see the module docstring): their
-    MONTH_COLUMNS.
+    """The month's quarantined lines (see the module docstring) per client and reason:
+    ``client_id``, ``reason``, ``lines``, and ``examples``, the smallest (source_file,
+    source_line) as ``file:line`` texts.
 
     Only the quarantine of landing files whose UTC event dates come within a day of the
     month is read: every date a line can be billed by (its local activity date, its UTC
     date, the file's earliest UTC date) is within a day of one of its file's UTC dates, so
     the other files hold none of the month's lines, and reading them all made each night's
-    reconciliation grow with every file ever landed.
+    reconciliation grow with every file ever landed. And of those, only the files that are
+    new or changed since the month's last report: each file's lines are summed up per
+    billing date, client and reason once, and the sums kept (``_file_sums``).
     """
     days = month_days(month)
     manifest = read_parquet(store.manifest_file(), MANIFEST_SCHEMA)
@@ -70,46 +85,118 @@ def quarantine_of_month(store: Store, month: str) -> pl.DataFrame:
         & pl.col("utc_dates")
         .list.eval(pl.element().is_between(days[0] - _DAY, days[-1] + _DAY))
         .list.any()
+    ).select("file_id", "source_file", pl.col("utc_dates").list.min().alias("file_date"))
+    sums = _file_sums(store, month, near)
+    mine = sums.filter(pl.col("billing_date").is_between(days[0], days[-1]))
+    examples = (
+        mine.select("client_id", "reason", "source_file", "examples")
+        .explode("examples")
+        .sort("source_file", "examples")
+        .group_by("client_id", "reason", maintain_order=True)
+        .agg(pl.format("{}:{}", "source_file", "examples").head(EXAMPLES).alias("examples"))
     )
-    files = [store.quarantine_file(fid) for fid in near["file_id"].sort()]
-    files = [f for f in files if f.exists()]
-    if not files:
-        return pl.DataFrame(schema={c: QUARANTINE_SCHEMA[c] for c in MONTH_COLUMNS})
-    # one scan of all the files: a read per file cost five times as much (3,400 files);
-    # without raw_line and detail, most of a quarantine file's bytes
-    rows = scan_parquet(files).select(list(MONTH_COLUMNS)).collect()
-    manifest = manifest.select("source_file", pl.col("utc_dates").list.min().alias("file_date"))
-    dated = rows.join(manifest, on="source_file", how="left").with_columns(
-        pl.coalesce(
-            pl.col("activity_date"), pl.col("occurred_at").dt.date(), pl.col("file_date")
-        ).alias("billing_date")
+    return (
+        mine.group_by("client_id", "reason")
+        .agg(pl.col("lines").sum())
+        .join(examples, on=["client_id", "reason"], how="left", nulls_equal=True)
     )
-    return dated.filter(pl.col("billing_date").is_between(days[0], days[-1])).drop(
-        "file_date", "billing_date"
+
+
+# Per landing file, its quarantined lines summed up per billing date, client and reason, with
+# the smallest of their line numbers (the examples: a month's are among its files').
+SUMS_SCHEMA = {
+    "file_id": pl.String,
+    "source_file": pl.String,
+    "billing_date": pl.Date,
+    "client_id": pl.String,
+    "reason": pl.String,
+    "lines": pl.Int64,
+    "examples": pl.List(pl.Int64),
+}
+_SUMS_FORMAT = 1
+_SUMS_KEY = "billing.quarantine_sums"  # the Parquet key-value entry of the files' keys
+
+
+def _file_sums(store: Store, month: str, near: pl.DataFrame) -> pl.DataFrame:
+    """The sums of the ``near`` files (file_id, source_file, file_date), from the month's
+    cache file where a file's key (its quarantine file's stat, its earliest UTC date) is
+    the one they were made with; the others read and summed now, and the cache rewritten."""
+    keys = {}
+    for fid, file_date in zip(near["file_id"], near["file_date"], strict=True):
+        stat = stat_or_none(store.quarantine_file(fid))
+        if stat is not None:
+            keys[fid] = [stat, file_date.isoformat() if file_date else None]
+    path = _sums_file(store, month)
+    cached, cached_keys = _load_sums(path)
+    fresh = [fid for fid, key in keys.items() if cached_keys.get(fid) == key]
+    stale = sorted(fid for fid in keys if cached_keys.get(fid) != keys[fid])
+    kept = cached.filter(pl.col("file_id").is_in(fresh))
+    if not stale and len(fresh) == len(cached_keys):
+        return kept
+    sums = pl.concat([kept, _sum_files(store, near.filter(pl.col("file_id").is_in(stale)))])
+    sums = sums.sort("file_id", "billing_date", "client_id", "reason", nulls_last=True)
+    meta = json.dumps({"format": _SUMS_FORMAT, "files": keys}, sort_keys=True)
+    # a cache: a lost or torn write costs a recompute (an unreadable file is one)
+    write_bytes(parquet_bytes(sums, metadata={_SUMS_KEY: meta}), path, durable=False)
+    return sums
+
+
+def _sum_files(store: Store, files: pl.DataFrame) -> pl.DataFrame:
+    """The sums of ``files`` (file_id, source_file, file_date), from one scan of their
+    quarantine (a read per file cost five times as much: 3,400 files); without raw_line
+    and detail, most of a quarantine file's bytes."""
+    if files.is_empty():
+        return pl.DataFrame(schema=SUMS_SCHEMA)
+    paths = [store.quarantine_file(fid) for fid in files["file_id"]]
+    rows = scan_parquet(paths).select(list(MONTH_COLUMNS)).collect()
+    return (
+        rows.join(files, on="source_file", how="left")
+        .with_columns(
+            pl.coalesce(
+                pl.col("activity_date"), pl.col("occurred_at").dt.date(), pl.col("file_date")
+            ).alias("billing_date")
+        )
+        .group_by("file_id", "source_file", "billing_date", "client_id", "reason")
+        .agg(
+            pl.len().cast(pl.Int64).alias("lines"),
+            pl.col("source_line").sort().head(EXAMPLES).alias("examples"),
+        )
+        .select(list(SUMS_SCHEMA))
     )
+
+
+def _sums_file(store: Store, month: str) -> DataPath:
+    return (
+        store.root
+        / "_cache"
+        / "reconciliation"
+        / f"month={check_month(month)}"
+        / "quarantine.parquet"
+    )
+
+
+def _load_sums(path: DataPath) -> tuple[pl.DataFrame, dict[str, list]]:
+    """The cached sums and each file's key; none when missing, unreadable or another format."""
+    try:
+        data = path.read_bytes()
+        meta = json.loads(pl.read_parquet_metadata(io.BytesIO(data))[_SUMS_KEY])
+        sums = pl.read_parquet(io.BytesIO(data))
+        if meta.get("format") != _SUMS_FORMAT or sums.schema != pl.Schema(SUMS_SCHEMA):
+            raise ValueError("another format")
+        return sums, dict(meta["files"])
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, pl.exceptions.PolarsError):
+        return pl.DataFrame(schema=SUMS_SCHEMA), {}
 
 
 def quarantine_rows(month: str, quarantine: pl.DataFrame) -> list[tuple[str, ...]]:
-    if quarantine.is_empty():
-        return []
-    frame = quarantine.with_columns(
-        pl.col("client_id").fill_null(""),
-        pl.format("{}:{}", "source_file", "source_line").alias("where"),
-    ).sort("source_file", "source_line")
-    rows = []
-    for (client_id, reason), group in sorted(
-        frame.group_by("client_id", "reason"), key=lambda item: _key(item[0])
-    ):
-        rows.append(
-            (
-                month,
-                str(client_id),
-                str(reason),
-                str(group.height),
-                " ".join(group["where"].head(EXAMPLES).to_list()),
-            )
-        )
-    return rows
+    """The summary's rows from ``quarantine_of_month``, by client (none first) and reason."""
+    rows = [
+        (month, client_id or "", reason, str(lines), " ".join(examples))
+        for client_id, reason, lines, examples in quarantine.select(
+            "client_id", "reason", "lines", "examples"
+        ).iter_rows()
+    ]
+    return sorted(rows, key=lambda row: _key((row[1], row[2])))
 
 
 def rule_errors_of_month(store: Store, month: str) -> pl.DataFrame:

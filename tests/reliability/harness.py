@@ -139,9 +139,10 @@ def content(path: Path) -> bytes:
     file changes by design (billing_pipeline/charges_cache.py); the charges' parts.json
     drops the stats of the part files, the reconciliation's day digests their keys (the
     stats of the files each digest was made from: billing_pipeline/reconciliation/
-    day_digests.py) and the order checks' states the stats of their days' activity files
-    (reconciliation/order_leaks.py), and the landing files' identities keep only their
-    paths and hashes."""
+    day_digests.py), the order checks' states the stats of their days' activity files
+    (reconciliation/order_leaks.py) and the quarantine summary's sums those of their files
+    (reconciliation/summaries.py), and the landing files' identities keep only their paths
+    and hashes."""
     data = path.read_bytes()
     if path.name == "entry.json" and "_cache" in path.parts:
         entry = json.loads(data)
@@ -150,6 +151,13 @@ def content(path: Path) -> bytes:
     if path.name == "digests.json" and "_cache" in path.parts:
         days = json.loads(data)["days"]
         return json.dumps({d: e["digest"] for d, e in days.items()}, sort_keys=True).encode()
+    if path.name == "quarantine.parquet" and "_cache" in path.parts:
+        # the quarantine summary's per-file sums: its rows, and its files' keys without the
+        # stats of their quarantine files (reconciliation/summaries.py)
+        meta = json.loads(pl.read_parquet_metadata(path)["billing.quarantine_sums"])
+        files = {f: key[1:] for f, key in meta["files"].items()}
+        rows = pl.read_parquet(path).write_json().encode()  # JSON: the examples are lists
+        return rows + json.dumps(files, sort_keys=True).encode()
     if path.name.startswith("state-") and "orders" in path.parts and "_cache" in path.parts:
         # the order checks' state: its rows, and its days without their activity files' stats
         meta = json.loads(pl.read_parquet_metadata(path)["billing.order_leaks"])
