@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import mimetypes
 import os
 import re
@@ -325,6 +326,38 @@ def file_stat(path: DataPath) -> list[int | str]:
     if is_remote(path):
         return _object_stat(path.fs.info(path.path))
     return _os_stat(path.stat())
+
+
+def file_stat_or_none(path: DataPath) -> list[int | str] | None:
+    """``file_stat``, or None for a missing file (a day without activity is a cache key too)."""
+    try:
+        return file_stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def write_cache(frame: pl.DataFrame, target: DataPath, key: str, meta: dict) -> None:
+    """A cache file: ``frame``'s rows, and ``meta`` as JSON in the Parquet file's key-value
+    entry ``key`` (the keys its rows were made for). Not flushed to disk: a lost or torn
+    write costs a recompute (``read_cache`` takes an unreadable file for a missing one)."""
+    data = parquet_bytes(frame, metadata={key: json.dumps(meta, sort_keys=True)})
+    write_bytes(data, target, durable=False)
+
+
+def read_cache(
+    target: DataPath, key: str, schema: dict[str, pl.DataType]
+) -> tuple[pl.DataFrame, dict] | None:
+    """What ``write_cache`` wrote (its rows and meta), or None when the file is missing,
+    unreadable, or its rows are not of ``schema``."""
+    try:
+        data = target.read_bytes()
+        meta = json.loads(pl.read_parquet_metadata(io.BytesIO(data))[key])
+        rows = pl.read_parquet(io.BytesIO(data))
+    except (OSError, KeyError, ValueError, pl.exceptions.PolarsError):
+        return None
+    if not isinstance(meta, dict) or rows.schema != pl.Schema(schema):
+        return None
+    return rows, meta
 
 
 def file_stats(folder: DataPath) -> dict[str, list[int | str]]:

@@ -31,7 +31,7 @@ from billing_pipeline.storage import (
     Store,
     check_client_id,
     check_month,
-    file_stat,
+    file_stat_or_none,
     file_stats,
     read_parquet,
     scan_parquet,
@@ -110,7 +110,7 @@ def activity_stats(
 ) -> dict[date, list[int | str] | None]:
     """The stat of the client's activity file of each day (None: no file), taken once for
     the caches of a client-month (its digests, ``order_leaks``)."""
-    return {day: stat_or_none(store.activity_file(day, client_id)) for day in days}
+    return {day: file_stat_or_none(store.activity_file(day, client_id)) for day in days}
 
 
 def client_month_digest(
@@ -129,7 +129,7 @@ def client_month_digest(
     by_day = {m.group(1): stat for name, stat in charges.items() if (m := _DAY_PART.match(name))}
     # a client-month stored before charges were split by day: one file holds every day's
     legacy = None if len(by_day) == len(charges) else [[n, s] for n, s in sorted(charges.items())]
-    errors = stat_or_none(store.rule_errors_file(month, client_id))
+    errors = file_stat_or_none(store.rule_errors_file(month, client_id))
     keys = {
         day.isoformat(): [
             activity[day],
@@ -179,14 +179,6 @@ def _digest_days(
     found = digests_of(events, charged, _ids(store.rule_errors_file(month, client_id)))
     # a day whose activity file holds no event (all of them gone) still gets a digest
     return {day.isoformat(): found.get(day, DayDigest()) for day in days}
-
-
-def stat_or_none(path: DataPath) -> list[int | str] | None:
-    """A missing file (a day without activity: no events) is a key too."""
-    try:
-        return file_stat(path)
-    except FileNotFoundError:
-        return None
 
 
 def _charges_files(store: Store, month: str, client_id: str) -> dict[str, list[int | str]]:

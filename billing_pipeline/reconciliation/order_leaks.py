@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,9 +64,11 @@ from billing_pipeline.storage import (
     check_month,
     child_files,
     parquet_bytes,
+    read_cache,
     remove_file,
     scan_parquet,
     write_bytes,
+    write_cache,
 )
 
 PICKED, SHIPPED, CANCELLED = "order.picked", "order.shipped", "order.cancelled"
@@ -350,10 +351,7 @@ def _save(folder: DataPath, month: str, leaks: OrderLeaks, days: _Days) -> None:
     ).cast(_LEAK_SCHEMA)
     # sorted: the same rows however the nights came (a rerun after a kill writes the same file)
     rows = rows.sort(list(_LEAK_SCHEMA))
-    meta = json.dumps({"format": _FORMAT, "days": days}, sort_keys=True)
-    # a cache: a lost or torn write costs a recompute (an unreadable file is one)
-    state = parquet_bytes(rows, metadata={_METADATA_KEY: meta})
-    write_bytes(state, folder / _state_name(month), durable=False)
+    write_cache(rows, folder / _state_name(month), _METADATA_KEY, {"format": _FORMAT, "days": days})
     names = child_files(folder)
     months = sorted(m.group(1) for name in names if (m := _STATE.match(name)))
     keep = {month, months[-1], previous_month(months[-1])}
@@ -372,18 +370,14 @@ def _save(folder: DataPath, month: str, leaks: OrderLeaks, days: _Days) -> None:
 def _load(path: DataPath) -> tuple[OrderLeaks, _Days]:
     """A month's cached leaks and days; none when its state is missing, unreadable or of
     another format."""
-    try:
-        data = path.read_bytes()
-        meta = json.loads(pl.read_parquet_metadata(io.BytesIO(data))[_METADATA_KEY])
-        rows = pl.read_parquet(io.BytesIO(data))
-        days = meta["days"] if meta.get("format") == _FORMAT else None
-        valid = isinstance(days, dict) and all(
-            isinstance(e, dict) and {"stat", "index"} <= set(e) for e in days.values()
-        )
-        if not valid or rows.schema != pl.Schema(_LEAK_SCHEMA):
-            return _empty(), {}
-    except (*_BROKEN, AttributeError):
+    found = read_cache(path, _METADATA_KEY, _LEAK_SCHEMA)
+    days = found[1].get("days") if found and found[1].get("format") == _FORMAT else None
+    valid = isinstance(days, dict) and all(
+        isinstance(e, dict) and {"stat", "index"} <= set(e) for e in days.values()
+    )
+    if found is None or not valid:
         return _empty(), {}
+    rows = found[0]
     kind = pl.col("kind")
     return (
         OrderLeaks(

@@ -19,24 +19,22 @@ they are not a grouping key).
 
 from __future__ import annotations
 
-import io
-import json
 from datetime import timedelta
 
 import polars as pl
 
 from billing_pipeline.ingest.landing import MANIFEST_SCHEMA
 from billing_pipeline.months import month_days
-from billing_pipeline.reconciliation.day_digests import stat_or_none
 from billing_pipeline.storage import (
     PART,
     DataPath,
     Store,
     check_month,
-    parquet_bytes,
+    file_stat_or_none,
+    read_cache,
     read_parquet,
     scan_parquet,
-    write_bytes,
+    write_cache,
 )
 
 QUARANTINE_HEADER = ("period", "client_id", "reason", "lines", "examples")
@@ -123,7 +121,7 @@ def _file_sums(store: Store, month: str, near: pl.DataFrame) -> pl.DataFrame:
     the one they were made with; the others read and summed now, and the cache rewritten."""
     keys = {}
     for fid, file_date in zip(near["file_id"], near["file_date"], strict=True):
-        stat = stat_or_none(store.quarantine_file(fid))
+        stat = file_stat_or_none(store.quarantine_file(fid))
         if stat is not None:
             keys[fid] = [stat, file_date.isoformat() if file_date else None]
     path = _sums_file(store, month)
@@ -135,9 +133,7 @@ def _file_sums(store: Store, month: str, near: pl.DataFrame) -> pl.DataFrame:
         return kept
     sums = pl.concat([kept, _sum_files(store, near.filter(pl.col("file_id").is_in(stale)))])
     sums = sums.sort("file_id", "billing_date", "client_id", "reason", nulls_last=True)
-    meta = json.dumps({"format": _SUMS_FORMAT, "files": keys}, sort_keys=True)
-    # a cache: a lost or torn write costs a recompute (an unreadable file is one)
-    write_bytes(parquet_bytes(sums, metadata={_SUMS_KEY: meta}), path, durable=False)
+    write_cache(sums, path, _SUMS_KEY, {"format": _SUMS_FORMAT, "files": keys})
     return sums
 
 
@@ -177,15 +173,10 @@ def _sums_file(store: Store, month: str) -> DataPath:
 
 def _load_sums(path: DataPath) -> tuple[pl.DataFrame, dict[str, list]]:
     """The cached sums and each file's key; none when missing, unreadable or another format."""
-    try:
-        data = path.read_bytes()
-        meta = json.loads(pl.read_parquet_metadata(io.BytesIO(data))[_SUMS_KEY])
-        sums = pl.read_parquet(io.BytesIO(data))
-        if meta.get("format") != _SUMS_FORMAT or sums.schema != pl.Schema(SUMS_SCHEMA):
-            raise ValueError("another format")
-        return sums, dict(meta["files"])
-    except (OSError, KeyError, TypeError, ValueError, AttributeError, pl.exceptions.PolarsError):
+    found = read_cache(path, _SUMS_KEY, SUMS_SCHEMA)
+    if found is None or found[1].get("format") != _SUMS_FORMAT:
         return pl.DataFrame(schema=SUMS_SCHEMA), {}
+    return found[0], dict(found[1]["files"])
 
 
 def quarantine_rows(month: str, quarantine: pl.DataFrame) -> list[tuple[str, ...]]:
