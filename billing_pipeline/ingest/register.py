@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from billing_pipeline.fences import blocks_holding, fences_of
+from billing_pipeline.fences import blocks_holding_in, fences_of
 from billing_pipeline.ingest.classify import (
     OUTCOME,
     REGISTER_SCHEMA,
@@ -188,16 +188,26 @@ def _probe(segments: Segments, ids: pl.Series, files: list[str]) -> pl.DataFrame
     hit = pl.col("event_id").is_in(wanted.implode())
     if files:  # most nights re-parse no file: no file_id column to read
         hit = hit | pl.col("file_id").is_in(files)
-    whole, blocks = [], []
-    for name, rows in zip(segments.names, segments.rows, strict=True):
-        scan = scan_parquet(segments.folder / name, dataset=REGISTER_SCHEMA)
+
+    def scan(name: str) -> pl.LazyFrame:
         tag = pl.lit(name).alias("_segment")
-        fences = segments.fences.get(name)
-        if files or fences is None:
-            whole.append(scan.with_columns(tag))
-        else:
-            runs = blocks_holding(fences, rows, wanted)
-            blocks += [scan.slice(start, length).with_columns(tag) for start, length in runs]
+        return scan_parquet(segments.folder / name, dataset=REGISTER_SCHEMA).with_columns(tag)
+
+    fenced = [
+        (name, segments.fences[name], rows)
+        for name, rows in zip(segments.names, segments.rows, strict=True)
+        if not files and segments.fences.get(name) is not None
+    ]
+    has_fences = {name for name, _, _ in fenced}
+    whole = [scan(name) for name in segments.names if name not in has_fences]
+    blocks = []
+    # one search over every segment's fences, and a scan (which reads the file's footer when
+    # made) only for the segments to read
+    held = blocks_holding_in([(f, rows) for _, f, rows in fenced], wanted) if fenced else []
+    for (name, _, _), runs in zip(fenced, held, strict=True):
+        if runs:
+            segment = scan(name)
+            blocks += [segment.slice(start, length) for start, length in runs]
     found = []
     if whole:  # the filter reads event_id (and file_id) and the other columns of matches only
         found.append(pl.concat(whole).filter(hit))
