@@ -143,10 +143,17 @@ def _sum_files(store: Store, files: pl.DataFrame) -> pl.DataFrame:
     and detail, most of a quarantine file's bytes."""
     if files.is_empty():
         return pl.DataFrame(schema=SUMS_SCHEMA)
-    paths = [store.quarantine_file(fid) for fid in files["file_id"]]
-    rows = scan_parquet(paths).select(list(MONTH_COLUMNS)).collect()
+    # each row's file from the file it is read from: a row whose source_file named another
+    # file would otherwise be summed under no file, and dropped from the cache the next night
+    paths = [str(store.quarantine_file(fid)) for fid in files["file_id"]]
+    file_of = pl.col("_path").replace_strict(paths, files["file_id"], return_dtype=pl.String)
+    rows = (
+        scan_parquet(paths, include_file_paths="_path")
+        .select(*MONTH_COLUMNS, file_of.alias("file_id"))
+        .collect()
+    )
     return (
-        rows.join(files, on="source_file", how="left")
+        rows.join(files.select("file_id", "file_date"), on="file_id", how="left")
         .with_columns(
             pl.coalesce(
                 pl.col("activity_date"), pl.col("occurred_at").dt.date(), pl.col("file_date")

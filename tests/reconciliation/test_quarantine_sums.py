@@ -149,3 +149,18 @@ def test_an_unreadable_cache_is_recomputed(store: Store) -> None:
     expected = summary(store)
     summaries._sums_file(store, MONTH).write_bytes(b"not parquet")
     assert summary(store) == expected
+
+
+def test_a_line_naming_another_file_is_kept_by_the_file_it_is_in(store: Store) -> None:
+    # x.ndjson's quarantine holds a line whose source_file is another name (a file renamed
+    # in the manifest since, say): summed under x.ndjson, it stays in the cached summary
+    land(store, FILES)
+    path = store.quarantine_file(file_id("wh1/x.ndjson"))
+    frame = pl.read_parquet(path)
+    stray = frame.head(1).with_columns(
+        source_file=pl.lit("old/x.ndjson"), source_line=pl.lit(99, dtype=pl.Int64)
+    )
+    write_parquet(pl.concat([frame, stray]), path)
+    first = summary(store)
+    assert first[1][3] == "8"  # x 3, 9, 12, its stray copy of line 9, and y 1, 2, 5, 7
+    assert summary(store) == first  # from the cached sums
