@@ -56,7 +56,7 @@ import polars as pl
 
 from billing_pipeline.fences import blocks_holding_in, fences_of
 from billing_pipeline.ingest.activity import read_activity
-from billing_pipeline.months import previous_month
+from billing_pipeline.months import month_days, previous_month
 from billing_pipeline.storage import (
     DataPath,
     Store,
@@ -117,12 +117,19 @@ def order_leaks(
     leaks, cached = _load(folder / _state_name(month))
     indexed: _Days = {}  # days whose events are read again but whose index files are kept
     changed = [iso for iso, entry in cached.items() if stats.get(iso) != entry["stat"]]
-    if changed and _only_grew(store, client_id, folder, cached, changed, stats):
+    # the changed days' order events, read once for the check and the night; none when one
+    # of them went
+    again = None
+    if changed and all(iso in stats for iso in changed):
+        again = _events_of(store, client_id, month, changed)
+    if again is not None and _only_grew(folder, cached, changed, again):
         # Most nights: the day before written again with more events (a time zone west of
         # UTC, a late file), none lost. Nothing it closed opens again; its own open events
         # go, and it is added again like a new day.
-        again = pl.col("activity_date").is_in([date.fromisoformat(iso) for iso in changed])
-        leaks = OrderLeaks(*(frame.filter(~again) for frame in _frames(leaks)))
+        gone = pl.col("activity_date").is_in([date.fromisoformat(iso) for iso in changed])
+        leaks = OrderLeaks(
+            leaks.shipped_without_pick.filter(~gone), leaks.picked_not_shipped.filter(~gone)
+        )
         cached = {iso: entry for iso, entry in cached.items() if iso not in changed}
     elif changed:
         # A cached day lost an order's event, or went (a re-ingest): every day is read
@@ -137,35 +144,30 @@ def order_leaks(
     new = [iso for iso in stats if iso not in cached]
     if not new:
         return leaks
+    if again is None:
+        events = _events_of(store, client_id, month, new)
+    else:
+        unread = [iso for iso in new if iso not in changed]
+        events = pl.concat([again, _events_of(store, client_id, month, unread)])
     try:
-        leaks, added = _add_days(store, month, client_id, folder, leaks, cached, new, indexed)
+        leaks, added = _add_days(month, folder, leaks, cached, new, indexed, events)
     except _BROKEN:  # an index file gone or damaged: recomputed from the activity files
         if not cached and not indexed:
             raise
         leaks, cached, new = _empty(), {}, list(stats)
-        leaks, added = _add_days(store, month, client_id, folder, leaks, cached, new, {})
+        events = _events_of(store, client_id, month, new)
+        leaks, added = _add_days(month, folder, leaks, cached, new, {}, events)
     for iso in new:
         added[iso]["stat"] = stats[iso]
     _save(folder, month, leaks, {**cached, **added})
     return leaks
 
 
-def _only_grew(
-    store: Store,
-    client_id: str,
-    folder: DataPath,
-    cached: _Days,
-    changed: list[str],
-    stats: Mapping[str, list[int | str]],
-) -> bool:
-    """Do the ``changed`` days still pick and close every order their index holds?"""
-    if any(iso not in stats for iso in changed):
-        return False
-    days = [date.fromisoformat(iso) for iso in changed]
+def _only_grew(folder: DataPath, cached: _Days, changed: list[str], events: pl.DataFrame) -> bool:
+    """Do the ``changed`` days (their order ``events`` as they are now) still pick and close
+    every order their index holds?"""
+    now = _keys(events)
     try:
-        now = _keys(
-            _order_events(store, client_id, days, ["activity_date", "event_type", "order_id"])
-        )
         for iso in changed:
             index = cached[iso]["index"]
             if index is None:
@@ -183,25 +185,35 @@ def _only_grew(
     return True
 
 
+def _events_of(store: Store, client_id: str, month: str, days: list[str]) -> pl.DataFrame:
+    """The order events of ``days`` (activity_date, event_type, order_id, event_id); of the
+    month before's days only which orders they picked or closed counts, so their event_id
+    is not read (null)."""
+    mine = [date.fromisoformat(iso) for iso in days if iso.startswith(month)]
+    theirs = [date.fromisoformat(iso) for iso in days if not iso.startswith(month)]
+    columns = ["activity_date", "event_type", "order_id"]
+    frames = [_order_events(store, client_id, mine, [*columns, "event_id"])]
+    if theirs:
+        before = _order_events(store, client_id, theirs, columns)
+        frames.append(before.with_columns(event_id=pl.lit(None, dtype=pl.String)))
+    return pl.concat(frames)
+
+
 def _add_days(
-    store: Store,
     month: str,
-    client_id: str,
     folder: DataPath,
     leaks: OrderLeaks,
     cached: _Days,
     new: list[str],
     indexed: _Days,
+    events: pl.DataFrame,
 ) -> tuple[OrderLeaks, _Days]:
     """``leaks`` over the cached days, brought to the cached days and the ``new`` ones
-    together; the index of the new days (written, but for those already ``indexed``)."""
-    mine = [date.fromisoformat(iso) for iso in new if iso.startswith(month)]
-    theirs = [date.fromisoformat(iso) for iso in new if not iso.startswith(month)]
-    columns = ["activity_date", "event_type", "order_id"]
-    this = _order_events(store, client_id, mine, [*columns, "event_id"])
-    window = this.drop("event_id")
-    if theirs:  # of the month before, which orders it picked or closed, not which events did
-        window = pl.concat([window, _order_events(store, client_id, theirs, columns)])
+    (whose order ``events`` are given, ``_events_of``) together; the index of the new days
+    (written, but for those already ``indexed``)."""
+    days = month_days(month)
+    this = events.filter(pl.col("activity_date").is_between(days[0], days[-1]))
+    window = events.drop("event_id")
     picked = _orders(window, [PICKED])
     closed = _orders(window, CLOSING)
     shipped_new = _unmatched(_of_type(this, [SHIPPED]), picked)
@@ -317,10 +329,6 @@ def _index_file(folder: DataPath, iso: str) -> DataPath:
 def _empty() -> OrderLeaks:
     schema = {"activity_date": pl.Date, "order_id": pl.String, "event_id": pl.String}
     return OrderLeaks(pl.DataFrame(schema=schema), pl.DataFrame(schema=schema))
-
-
-def _frames(leaks: OrderLeaks) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return leaks.shipped_without_pick, leaks.picked_not_shipped
 
 
 def cache_dir(store: Store, client_id: str) -> DataPath:
