@@ -44,7 +44,11 @@ def classify_client(store: Store, client_id: str, rows: pl.DataFrame, known: boo
             pl.lit("unknown_client").alias("reason"),
             pl.lit(f"no rate card for client {client_id}").alias("detail"),
         )
-    first = pl.int_range(pl.len()).over("event_id") == 0
+    # Sorted by event id, a row is its id's first when the row before has another id (null
+    # ids, if any, form one run as they would one group). A window (``int_range().over``)
+    # cost ~20 ms for 33,000 rows against ~0.6 ms: ~6 s a night at 300 clients.
+    event_id = pl.col("event_id")
+    first = (pl.int_range(pl.len()) == 0) | ~event_id.eq_missing(event_id.shift(1))
     rows = rows.with_columns(
         pl.when(first).then(pl.lit("valid")).otherwise(pl.lit("duplicate")).alias("status"),
         pl.lit(None, pl.Utf8).alias("reason"),
