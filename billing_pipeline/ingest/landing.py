@@ -95,6 +95,7 @@ PARSE_WORKERS = 2
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 POOL_BATCH_BYTES = 16 * 1024 * 1024
 REFRESH_THREADS = 2
+REGISTER_THREADS = 2
 # File-level problems (reading.py) a manifest row names, beyond the per-line reasons.
 FILE_PROBLEMS = ("unreadable_file", "invalid_encoding", "line_too_long")
 
@@ -306,24 +307,33 @@ def ingest_landing(
     if affected:
         write_bytes(json.dumps({"clients": affected}).encode(), journal)
 
-    updates = []
     changed = list(changed_files)
-    for client_id in affected:
+
+    def update_one(client_id: str) -> pl.DataFrame:
         before, after = update_register(
             store,
             client_id,
+            # popped here, so a client's new rows are let go once its register is updated
             _plain(fresh_by_client.pop(client_id, None)),
             changed,
             known=client_id in known_clients,
             whole=client_id in interrupted or client_id in flipped,
         )
-        updates.append(
-            _changes(
-                before.clear() if client_id in interrupted else before, after, changed_files
-            ).with_columns(
-                client_id=pl.lit(client_id), file_id=pl.col("file_id").cast(pl.Categorical)
-            )
-        )
+        return _changes(
+            before.clear() if client_id in interrupted else before, after, changed_files
+        ).with_columns(client_id=pl.lit(client_id), file_id=pl.col("file_id").cast(pl.Categorical))
+
+    # Clients' registers are independent and the work is mostly Polars, which releases the
+    # GIL: two threads keep both cores busy (one client after another left one idle, ~13 s of
+    # a 10M-event night at 300 clients). Results keep the clients' order.
+    with ThreadPoolExecutor(REGISTER_THREADS) as threads:
+        futures = [threads.submit(update_one, client_id) for client_id in affected]
+        try:
+            updates = [future.result() for future in futures]
+        except BaseException:
+            for future in futures:  # the journal makes the next run redo these clients
+                future.cancel()
+            raise
     result.clients_classified = affected
     zones = sorted(known_clients)
     write_parquet(
