@@ -110,6 +110,11 @@ CATALOG: dict[str, tuple[Field, ...]] = {
     "order.cancelled": (_s("order_id"), _e("stage", "before_pick", "after_pick")),
 }
 
+# Event types whose payload names an order (``order_id``): staged and stored as a column of
+# their own (``ingest.activity``), which reconciliation joins on.
+ORDER_ID_TYPES = tuple(
+    sorted(t for t, fields in CATALOG.items() if any(f.name == "order_id" for f in fields))
+)
 ENVELOPE_FIELDS = ("event_id", "event_type", "occurred_at", "client_id", "warehouse_id", "payload")
 EVENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 CLIENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"

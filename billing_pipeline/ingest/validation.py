@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.catalog import CATALOG, Field
+from billing_pipeline.catalog import CATALOG, ORDER_ID_TYPES, Field
 from billing_pipeline.decimals import DecimalError, parse_decimal
 from billing_pipeline.ingest.parsing import (
     ENVELOPE_ORDER,
@@ -50,6 +50,7 @@ PARSED_SCHEMA = {
     "warehouse_id": pl.Utf8,
     "schema_version": pl.Int64,
     "payload": pl.Utf8,
+    "order_id": pl.Utf8,  # see _order_ids
 }
 
 
@@ -223,6 +224,20 @@ def parse_batch(files: Sequence[tuple[Path, str]]) -> ParsedBatch:
     return ParsedBatch(frame, counts, blanks)
 
 
+def _order_ids(cols: Columns) -> pl.Series:
+    """Each line's payload ``order_id`` as the decoder read it, for the types that have one
+    (null elsewhere, and where the field is missing or not a string: such lines are
+    quarantined). The activity build takes it from here instead of matching the payload text
+    again."""
+    out = pl.Series("order_id", [None] * len(cols), dtype=pl.Utf8)
+    for event_type in ORDER_ID_TYPES:
+        typed = cols.typed_payloads.get(event_type)
+        if typed is not None and typed.rows:
+            values = [v if v.__class__ is str else None for v in typed.values["order_id"]]
+            out = out.scatter(typed.rows, pl.Series(values, dtype=pl.Utf8))
+    return out
+
+
 def _read_into(cols: Columns, path: Path) -> int:
     """Append the file's non-blank lines to the batch; the number of blank lines."""
     blank = 0
@@ -249,8 +264,12 @@ def _finish(cols: Columns) -> pl.DataFrame:
             "schema_version": cols.schema_version,
             "payload": cols.payload,
         },
-        schema={k: v for k, v in PARSED_SCHEMA.items() if k not in {"source_file", "occurred_at"}},
-    )
+        schema={
+            k: v
+            for k, v in PARSED_SCHEMA.items()
+            if k not in {"source_file", "occurred_at", "order_id"}
+        },
+    ).with_columns(_order_ids(cols))
     failures = dict(cols.failures)
     for row, failure in _envelope_failures(frame).items():
         _keep_first(failures, row, failure)

@@ -175,6 +175,45 @@ def test_order_id_column_is_the_payloads_order_id(landing: Landing) -> None:
     assert rows["order_id"].to_list() == ['o-"9"', "o-2", None]
 
 
+def test_order_ids_of_lines_staged_before_the_column_come_from_the_payload(
+    landing: Landing,
+) -> None:
+    """Parsing stages each line's order_id; files staged before that (no such column) get it
+    from the payload text. Either way, and mixed, the activity is the same, in source order."""
+    extra = {"order_id": "o-7", "note": "an extra field: the line takes the slow parse"}
+    landing.write(
+        "w/a.ndjson",
+        [line(event(event_id=f"a{i}", payload={"order_id": f"o-{i}"})) for i in range(3)],
+    )
+    landing.write(
+        "w/b.ndjson",
+        [
+            line(event(event_id="b1", payload=extra)),
+            line(
+                event(
+                    event_id="b2",
+                    event_type="putaway.completed",
+                    payload={"sku": "S", "units": 1, "location_type": "bin"},
+                )
+            ),
+        ],
+    )
+    landing.write("w/c.ndjson", [line(event(event_id="c1", payload={"order_id": 'o-"c"'}))])
+    ingest_landing(landing.dir, landing.store, TIMEZONES)
+    day = date(2026, 11, 2)
+    build_activity(landing.store, day, TIMEZONES)
+    staged = activity_rows(landing, day)
+    assert staged["event_id"].to_list() == ["a0", "a1", "a2", "b1", "b2", "c1"]
+    assert staged["order_id"].to_list() == ["o-0", "o-1", "o-2", "o-7", None, 'o-"c"']
+    lines = sorted((landing.store.root / "_staging" / "lines").glob("*/*.parquet"))
+    assert len(lines) == 3 and all("order_id" in pl.read_parquet_schema(f) for f in lines)
+    for old in (lines[:2], lines):  # the first two files staged the old way, then all three
+        for path in old:
+            pl.read_parquet(path).drop("order_id", strict=False).write_parquet(path)
+        build_activity(landing.store, day, TIMEZONES)
+        assert activity_rows(landing, day).equals(staged)
+
+
 def test_rematerializing_gives_the_same_rows(landing: Landing) -> None:
     landing.write("a.ndjson", [line(event(event_id=f"e{i}")) for i in range(20)])
     ingest_landing(landing.dir, landing.store, TIMEZONES)
