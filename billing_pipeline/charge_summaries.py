@@ -64,28 +64,30 @@ def summarize(charges: pl.DataFrame, month: date) -> DaySummaries:
     totals = daily_totals(charges, month)
     if not totals:
         return {}
-    # an event counted once per day and code however many lines it made there (a filter on
-    # first occurrences: ~0.4 s for 3.1M lines against ~0.6 s for a unique())
-    events = charges.select("activity_date", "charge_code", "event_id", "event_type").filter(
-        pl.struct("activity_date", "charge_code", "event_id").is_first_distinct()
+    # Distinct events per day, code and type in one group-by (an event has one date and one
+    # type, so a (day, code)'s distinct events are the sum over its types', and its smallest
+    # ids are among theirs): a filter on first occurrences of (day, code, event) and two
+    # group-bys after it cost ~60 % more (3.8 against 2.4 CPU s for 11.9M lines).
+    per_type = charges.group_by("activity_date", "charge_code", "event_type").agg(
+        pl.col("event_id").n_unique().alias("events"),
+        pl.col("event_id").unique().sort().head(EXAMPLES).alias("examples"),
     )
-    per_code = events.group_by("activity_date", "charge_code").agg(
-        pl.len().alias("events"),
-        pl.col("event_id").sort().head(EXAMPLES).alias("examples"),
-    )
-    by_type = events.group_by("activity_date", "charge_code", "event_type").len()
-    types: dict[tuple[date, str], dict[str, int]] = {}
-    for day, code, event_type, n in by_type.sort("event_type").iter_rows():
-        types.setdefault((day, code), {})[event_type] = n
+    found: dict[tuple[date, str], tuple[dict[str, int], list[str]]] = {}
+    for day, code, event_type, n, examples in per_type.sort(
+        "activity_date", "charge_code", "event_type"
+    ).iter_rows():
+        types, ids = found.setdefault((day, code), ({}, []))
+        types[event_type] = n
+        ids.extend(examples)
     out: DaySummaries = {}
-    for day, code, n, examples in per_code.iter_rows():
+    for (day, code), (types, ids) in found.items():
         out.setdefault(day, {})[code] = CodeDay(
             total=totals[code][day],
-            events=n,
-            event_types=types[(day, code)],
-            examples=list(examples),
+            events=sum(types.values()),
+            event_types=types,
+            examples=sorted(ids)[:EXAMPLES],
         )
-    return {day: dict(sorted(codes.items())) for day, codes in sorted(out.items())}
+    return out
 
 
 def codes_to_json(codes: dict[str, CodeDay]) -> dict[str, dict]:

@@ -152,3 +152,30 @@ def test_no_dated_lines_no_summaries(tmp_path) -> None:
     empty = pl.DataFrame(schema=CHARGES_SCHEMA)
     assert summarize(empty, MARCH) == {}
     assert activity_summaries(price_month(card, MARCH, empty), {}) == {}
+
+
+def test_a_codes_events_are_counted_once_across_types_with_the_smallest_ids() -> None:
+    # By hand: e01 makes two MAT_A lines (one event), the others one each; types alternate.
+    rows = [("e01", "order.packed"), ("e01", "order.packed")]
+    rows += [(f"e{n:02d}", ("order.packed", "kit.assembled")[n % 2 == 0]) for n in range(2, 8)]
+    charges = pl.DataFrame(
+        {
+            "event_id": [e for e, _ in reversed(rows)],  # input order does not matter
+            "activity_date": [MARCH] * len(rows),
+            "event_type": [t for _, t in reversed(rows)],
+            "charge_code": ["MAT_A"] * len(rows),
+            "quantity": [Decimal(1)] * len(rows),
+            "basis": [None] * len(rows),
+        },
+        schema={k: CHARGES_SCHEMA[k] for k in CHARGES_SCHEMA if k not in NOT_HERE},
+    )
+    (summary,) = summarize(charges, MARCH)[MARCH].values()
+    # e01, e03, e05, e07 are order.packed; e02, e04, e06 kit.assembled
+    assert summary.events == 7
+    assert summary.event_types == {"kit.assembled": 3, "order.packed": 4}
+    assert list(summary.event_types) == ["kit.assembled", "order.packed"]
+    assert summary.examples == ["e01", "e02", "e03", "e04", "e05"]
+    assert summary.total.rows == 8 and summary.total.quantity == 8
+
+
+NOT_HERE = ("memo", "rules_file", "rules_sha256", "ratecard_version")
