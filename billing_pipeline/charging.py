@@ -133,24 +133,41 @@ def events_fingerprint(events: pl.DataFrame) -> str:
     """sha256 over the month's events (id, type, date, payload), independent of row order."""
     digest = hashlib.sha256()
     if not events.is_empty():
-        keys = events.select(
-            pl.concat_str(
-                [
-                    pl.col("event_id"),
-                    pl.col("event_type"),
-                    pl.col("activity_date").cast(pl.Utf8),
-                    pl.col("payload"),
-                ],
-                separator="\x1f",
-            ).sort()
-        ).to_series()
+        keys = _sorted_keys(events)
         # the same bytes as one update per key ("key\n"), hashed a block of keys at a time:
-        # a Python call per event cost ~0.6 s per million
+        # a Python call per event cost ~0.6 s per million; as bytes, not a Python str
         for start in range(0, keys.len(), _FINGERPRINT_BLOCK):
-            block = keys.slice(start, _FINGERPRINT_BLOCK).str.join("\n").item()
-            digest.update(block.encode())
+            block = keys.slice(start, _FINGERPRINT_BLOCK).str.join("\n").cast(pl.Binary)
+            digest.update(block.item())
             digest.update(b"\n")
     return digest.hexdigest()
+
+
+def _sorted_keys(events: pl.DataFrame) -> pl.Series:
+    """Each event's key (id, type, date and payload joined by \\x1f), sorted.
+
+    A key starts with its event id, so where no id equals or begins another (distinct ids
+    never do, whatever their characters, except one a prefix of another) two keys first
+    differ inside their ids, and the keys sort as the ids: the rows are sorted by id, ~20
+    bytes a row, and the keys built in that order (sorting the ~200-byte keys themselves
+    cost ~40 % more of the fingerprint). In sorted ids an id that begins another is followed
+    by one it begins, so comparing neighbours is enough. Any other ids: the keys are sorted.
+    """
+    key = pl.concat_str(
+        [
+            pl.col("event_id"),
+            pl.col("event_type"),
+            pl.col("activity_date").cast(pl.Utf8),
+            pl.col("payload"),
+        ],
+        separator="\x1f",
+    )
+    ordered = events.sort("event_id")
+    ids = ordered["event_id"]
+    before, after = ids.slice(0, ids.len() - 1), ids.slice(1)
+    if ids.null_count() == 0 and (after > before).all() and not after.str.starts_with(before).any():
+        return ordered.select(key).to_series()
+    return events.select(key.sort()).to_series()
 
 
 _FINGERPRINT_BLOCK = 65_536

@@ -47,3 +47,31 @@ def test_the_fingerprint_is_sha256_of_the_sorted_keys_one_a_line(
     assert events_fingerprint(_events(ids)) == _by_hand(ids)
     assert events_fingerprint(_events(ids[::-1])) == _by_hand(ids)
     assert events_fingerprint(_events([])) == hashlib.sha256().hexdigest()
+
+
+def _rows(rows: list[tuple[str, str]]) -> tuple[pl.DataFrame, str]:
+    """Events of (id, payload), and their fingerprint by the definition: the sorted keys."""
+    events = _events([i for i, _ in rows]).with_columns(
+        pl.Series("payload", [p for _, p in rows], dtype=pl.String)
+    )
+    keys = sorted(f"{i}\x1forder.picked\x1f{DAY}\x1f{p}" for i, p in rows)
+    return events, hashlib.sha256("".join(k + "\n" for k in keys).encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # ids that begin no other id: the keys sort as their ids, whatever the payloads
+        [("b2", "{}"), ("a9", '{"z":1}'), ("é1", "{}"), ("a1x", '{"a":1}')],
+        # "a" begins "a\x01", whose key sorts first (\x01 < \x1f): not the ids' order
+        [("a", '{"k":2}'), ("a\x01", '{"k":1}'), ("b", "{}")],
+        # an id twice: its keys sort by what follows the id
+        [("x", '{"k":2}'), ("x", '{"k":1}'), ("w", "{}")],
+    ],
+)
+def test_rows_sorted_by_id_give_the_sorted_keys_order_or_the_keys_are_sorted(
+    rows: list[tuple[str, str]],
+) -> None:
+    events, expected = _rows(rows)
+    assert events_fingerprint(events) == expected
+    assert events_fingerprint(events.reverse()) == expected
