@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import pairwise
 
 import polars as pl
 
@@ -425,6 +426,14 @@ def _by_day(frame: pl.DataFrame) -> dict[date, pl.DataFrame]:
     """Rows per activity date, keeping their order (the engine returns input order)."""
     if frame.is_empty():
         return {}
+    days = frame["activity_date"]
+    if days.null_count() == 0 and days.is_sorted():
+        # The events go to the engine day after day, so each day's rows are one run: slices
+        # of the frame, not copies (partition_by copied every column, ~1 s a night at 10M
+        # events).
+        changes = (days != days.shift()).fill_null(False).arg_true().to_list()
+        starts = [0, *changes, days.len()]
+        return {days[start]: frame.slice(start, end - start) for start, end in pairwise(starts)}
     parts = frame.partition_by("activity_date", as_dict=True, maintain_order=True)
     return {key[0]: part for key, part in parts.items()}
 
