@@ -13,6 +13,7 @@ from billing_pipeline import charging
 from billing_pipeline.charging import events_fingerprint
 
 DAY = datetime.date(2026, 3, 1)
+PAYLOAD = '{"memo":"a\\nb","units":2}'
 
 
 def _events(ids: list[str]) -> pl.DataFrame:
@@ -22,7 +23,7 @@ def _events(ids: list[str]) -> pl.DataFrame:
             "event_id": ids,
             "event_type": ["order.picked"] * n,
             "activity_date": [DAY] * n,
-            "payload": ['{"memo":"a\\nb","units":2}'] * n,
+            "payload": [PAYLOAD] * n,
         },
         schema={
             "event_id": pl.String,
@@ -33,9 +34,15 @@ def _events(ids: list[str]) -> pl.DataFrame:
     )
 
 
-def _by_hand(ids: list[str]) -> str:
-    keys = sorted(f"{i}\x1forder.picked\x1f{DAY}\x1f" + '{"memo":"a\\nb","units":2}' for i in ids)
+def _definition(rows: list[tuple[str, str]]) -> str:
+    """The fingerprint of events (id, payload) by its definition: sha256 of the sorted keys,
+    one a line."""
+    keys = sorted(f"{i}\x1forder.picked\x1f{DAY}\x1f{p}" for i, p in rows)
     return hashlib.sha256("".join(k + "\n" for k in keys).encode()).hexdigest()
+
+
+def _by_hand(ids: list[str]) -> str:
+    return _definition([(i, PAYLOAD) for i in ids])
 
 
 @pytest.mark.parametrize("block", [1, 2, 3, 65_536])
@@ -54,8 +61,7 @@ def _rows(rows: list[tuple[str, str]]) -> tuple[pl.DataFrame, str]:
     events = _events([i for i, _ in rows]).with_columns(
         pl.Series("payload", [p for _, p in rows], dtype=pl.String)
     )
-    keys = sorted(f"{i}\x1forder.picked\x1f{DAY}\x1f{p}" for i, p in rows)
-    return events, hashlib.sha256("".join(k + "\n" for k in keys).encode()).hexdigest()
+    return events, _definition(rows)
 
 
 @pytest.mark.parametrize(

@@ -154,6 +154,9 @@ def test_no_dated_lines_no_summaries(tmp_path) -> None:
     assert activity_summaries(price_month(card, MARCH, empty), {}) == {}
 
 
+NOT_HERE = ("memo", "rules_file", "rules_sha256", "ratecard_version")  # not needed below
+
+
 def test_a_codes_events_are_counted_once_across_types_with_the_smallest_ids() -> None:
     # By hand: e01 makes two MAT_A lines (one event), the others one each; types alternate.
     rows = [("e01", "order.packed"), ("e01", "order.packed")]
@@ -176,6 +179,3 @@ def test_a_codes_events_are_counted_once_across_types_with_the_smallest_ids() ->
     assert list(summary.event_types) == ["kit.assembled", "order.packed"]
     assert summary.examples == ["e01", "e02", "e03", "e04", "e05"]
     assert summary.total.rows == 8 and summary.total.quantity == 8
-
-
-NOT_HERE = ("memo", "rules_file", "rules_sha256", "ratecard_version")
