@@ -269,7 +269,9 @@ def _finish(cols: Columns) -> pl.DataFrame:
             for k, v in PARSED_SCHEMA.items()
             if k not in {"source_file", "occurred_at", "order_id"}
         },
-    ).with_columns(_order_ids(cols))
+    ).with_columns(
+        _order_ids(cols), parse_timestamps(pl.col("occurred_at_raw")).alias("occurred_at")
+    )
     failures = dict(cols.failures)
     for row, failure in _envelope_failures(frame).items():
         _keep_first(failures, row, failure)
@@ -294,4 +296,4 @@ def _finish(cols: Columns) -> pl.DataFrame:
             )
             .drop("row", "f_reason", "f_detail")
         )
-    return frame.with_columns(parse_timestamps(pl.col("occurred_at_raw")).alias("occurred_at"))
+    return frame
