@@ -13,7 +13,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 
 from billing_pipeline.cli import _ensure_dagster_home
-from billing_pipeline.runlog import parse
+from billing_pipeline.runlog import records
 from billing_pipeline.runner import run_billing
 from tests.pipeline.conftest import DAYS, START, BillingEnv
 
@@ -46,8 +46,8 @@ def test_a_new_home_captures_no_compute_logs_and_keeps_the_event_log(
             kinds = {e.dagster_event.event_type for e in logs if e.dagster_event}
             assert DagsterEventType.ASSET_MATERIALIZATION in kinds
             # the pipeline's own records are in the event log, which the UI shows
-            records = [parse(e.user_message) for e in logs if e.dagster_event is None]
-            assert records and all(f["run_id"] == run_id for _, f in records)
+            ours = [r for e in logs if e.dagster_event is None for r in records(e.user_message)]
+            assert ours and all(f["run_id"] == run_id for _, f in ours)
         assert instance.get_materialized_partitions(AssetKey("invoices"))
 
 

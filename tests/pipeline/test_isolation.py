@@ -15,7 +15,7 @@ from dagster import AssetKey, DagsterInstance, MultiPartitionKey, instance_for_t
 
 from billing_pipeline import charging
 from billing_pipeline.charging import read_charges_state
-from billing_pipeline.runlog import parse
+from billing_pipeline.runlog import records
 from billing_pipeline.runner import RunReport, run_billing
 from billing_pipeline.storage import Store
 from tests.pipeline.conftest import START, BillingEnv
@@ -122,7 +122,7 @@ def _records(instance: DagsterInstance, run_id: str) -> list[tuple[str, dict[str
     found = []
     for entry in instance.all_logs(run_id):
         if entry.dagster_event is None and entry.user_message:
-            found.append(parse(entry.user_message))
+            found.extend(records(entry.user_message))
     return found
 
 

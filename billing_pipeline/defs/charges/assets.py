@@ -217,36 +217,46 @@ def _finish_group(
     """Waits for the group's evaluations, then finishes and writes each client-month on its
     own: one client's failure is that client's."""
     by_key = {p.key: r for p, r in zip(group.batches, group.collect(), strict=True)}
-    with group.locks:
-        for planned in group.planned:
-            plan = planned.plan
-            client_id, month = plan.card.client_id, plan.month
-            result = by_key.get(planned.key)
+    computed: list[tuple[str, dict[str, object]]] = []  # logged together (see runlog)
+    try:
+        with group.locks:
+            for planned in group.planned:
+                outcome = _finish_one(planned, by_key.get(planned.key), store, log)
+                if outcome is None:
+                    # One client's failure is that client's: the others are still computed,
+                    # and the step fails at the end naming it (fail_partitions).
+                    failed.append(planned.key)
+                    continue
+                outcomes.append(outcome)
+                computed.append(("charges.computed", _record(outcome)))
+    finally:
+        log.info_lines(computed)
 
-            def work(plan=plan, result=result) -> ChargesOutcome:
-                outcome = finish_charges(plan, result)
-                write_charges(store, outcome)
-                return outcome
 
-            fields = {"client": client_id, "month": month}
-            with planned.lock:
-                outcome = attempt(work, stage="charges", log=log, **fields)
-            if outcome is None:
-                # One client's failure is that client's: the others are still computed, and
-                # the step fails at the end naming it (fail_partitions).
-                failed.append(planned.key)
-                continue
-            outcomes.append(outcome)
-            log.info(
-                "charges.computed",
-                **fields,
-                events=outcome.events,
-                charges=outcome.charge_count,
-                rule_errors=outcome.errors.height,
-                unpriced=",".join(sorted(outcome.unpriced)) or None,
-                days_cached=outcome.days_cached,
-                days_computed=outcome.days_computed,
-            )
+def _finish_one(planned: _Planned, result, store, log: RunLog) -> ChargesOutcome | None:
+    """The client-month finished and written, or None (logged) where that failed."""
+    plan = planned.plan
+
+    def work() -> ChargesOutcome:
+        outcome = finish_charges(plan, result)
+        write_charges(store, outcome)
+        return outcome
+
+    with planned.lock:
+        return attempt(work, stage="charges", log=log, client=plan.card.client_id, month=plan.month)
+
+
+def _record(outcome: ChargesOutcome) -> dict[str, object]:
+    return {
+        "client": outcome.client_id,
+        "month": outcome.month,
+        "events": outcome.events,
+        "charges": outcome.charge_count,
+        "rule_errors": outcome.errors.height,
+        "unpriced": ",".join(sorted(outcome.unpriced)) or None,
+        "days_cached": outcome.days_cached,
+        "days_computed": outcome.days_computed,
+    }
 
 
 def _checks(outcomes: list[ChargesOutcome], missing: list[str]):

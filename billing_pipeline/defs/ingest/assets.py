@@ -194,8 +194,12 @@ def activity(context: AssetExecutionContext, settings: BillingSettings):
             client=client_id,
             reason="rate card refused and its time zone unreadable",
         )
-    for client_id, n in sorted(by_client.items()):
-        log.info("activity.built", client=client_id, days=len(days), events=n)
+    log.info_lines(  # together: see runlog
+        [
+            ("activity.built", {"client": client_id, "days": len(days), "events": n})
+            for client_id, n in sorted(by_client.items())
+        ]
+    )
     yield AssetCheckResult(
         check_name="activity_schema",
         passed=not problems,

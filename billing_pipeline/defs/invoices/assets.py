@@ -62,37 +62,41 @@ def invoices(context: AssetExecutionContext, settings: BillingSettings):
     outcomes: list[InvoiceOutcome] = []
     failed: list[str] = []
     mismatches: list[InvoiceOutcome] = []
-    for key in context.partition_keys:
-        month, client_id = split_key(key)
-        card = cards.get(client_id)
-        fields = {"client": client_id, "month": month}
-        if card is None:
-            outcomes.append(InvoiceOutcome(month, client_id, "blocked", "no valid rate card"))
-            log.warning("invoice.blocked", **fields, reason="no valid rate card")
-            continue
-        issued = attempt(
-            lambda card=card, month=month, client_id=client_id: _issue_locked(
-                store, card, month, client_id, context.log.info
-            ),
-            stage="invoice",
-            log=log,
-            **fields,
-        )
-        if issued is None:
-            # As in charges: the other clients' invoices are still written.
-            failed.append(key)
-            continue
-        outcome, matches = issued
-        if outcome.status == "issued" and not matches:
-            mismatches.append(outcome)
-        outcomes.append(outcome)
-        log.info(
-            "invoice." + outcome.status,
-            **fields,
-            total=outcome.total,
-            currency=outcome.currency if outcome.total is not None else None,
-            reason=outcome.reason or None,
-        )
+    logged: list[tuple[str, dict[str, object]]] = []  # logged together (see runlog)
+    try:
+        for key in context.partition_keys:
+            month, client_id = split_key(key)
+            card = cards.get(client_id)
+            fields = {"client": client_id, "month": month}
+            if card is None:
+                outcomes.append(InvoiceOutcome(month, client_id, "blocked", "no valid rate card"))
+                log.warning("invoice.blocked", **fields, reason="no valid rate card")
+                continue
+            issued = attempt(
+                lambda card=card, month=month, client_id=client_id: _issue_locked(
+                    store, card, month, client_id, context.log.info
+                ),
+                stage="invoice",
+                log=log,
+                **fields,
+            )
+            if issued is None:
+                # As in charges: the other clients' invoices are still written.
+                failed.append(key)
+                continue
+            outcome, matches = issued
+            if outcome.status == "issued" and not matches:
+                mismatches.append(outcome)
+            outcomes.append(outcome)
+            record = {
+                **fields,
+                "total": outcome.total,
+                "currency": outcome.currency if outcome.total is not None else None,
+                "reason": outcome.reason or None,
+            }
+            logged.append(("invoice." + outcome.status, record))
+    finally:
+        log.info_lines(logged)
     yield AssetCheckResult(
         check_name="total_is_sum_of_lines",
         passed=not mismatches,
