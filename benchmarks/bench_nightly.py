@@ -195,19 +195,35 @@ class TreeSampler:
 
     Three figures a sample: the RSS summed over the tree (what ``peak RSS`` reports), the
     PSS summed over the tree (pages a forked worker shares with its parent counted once:
-    RSS counts them in both), and the RSS of this process alone."""
+    RSS counts them in both), and the RSS of this process alone.
+
+    RSS comes from ``/proc/PID/status``, a few µs a read. PSS needs ``smaps_rollup``, which
+    walks the page tables: ~35 ms of kernel CPU for a 3 GB process. Read every 20 ms, it took
+    most of a core from the run it measures (until 2026-12-05: see docs/performance.md,
+    "Session 12"), so it is read only when its last read cost at most ``PSS_DUTY`` of the
+    time since (every ~1.7 s at 3 GB, ~20 ms for a small tree): the PSS peaks are sampled
+    ones. A sample without a fresh PSS reading holds None.
+    """
+
+    PSS_DUTY = 0.02
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, int, int, int]] = []
+        self.samples: list[tuple[float, int, int | None, int]] = []
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         pid = os.getpid()
+        next_pss = 0.0
         while not self._done.is_set():
             pids = _tree_pids(pid)
             rss = sum(_kb(p, "status", "VmRSS:") for p in pids)
-            pss = sum(_kb(p, "smaps_rollup", "Pss:") for p in pids)
+            pss = None
+            began = time.perf_counter()
+            if began >= next_pss:
+                pss = sum(_kb(p, "smaps_rollup", "Pss:") for p in pids)
+                ended = time.perf_counter()
+                next_pss = ended + (ended - began) / self.PSS_DUTY
             self.samples.append((time.time(), rss, pss, _kb(pid, "status", "VmRSS:")))
             time.sleep(0.02)
 
@@ -220,9 +236,18 @@ class TreeSampler:
         self._thread.join()
 
     def peaks_mb(self, start: float, end: float) -> tuple[float, float, float]:
-        """Peak tree RSS, tree PSS and own RSS (MB) between two times."""
-        inside = [s[1:] for s in self.samples if start <= s[0] <= end]
-        return tuple(max((s[i] for s in inside), default=0) / 1024 for i in range(3))
+        """Peak tree RSS, tree PSS and own RSS (MB) between two times. PSS: the largest
+        reading inside, or else the last one before ``end`` (what was known then)."""
+        return _peaks_mb([s for s in self.samples if start <= s[0] <= end], self.samples, end)
+
+
+def _peaks_mb(inside: list, every: list, end: float) -> tuple[float, float, float]:
+    pss = [s[2] for s in inside if s[2] is not None]
+    if not pss:
+        pss = [s[2] for s in every if s[0] <= end and s[2] is not None][-1:]
+    rss = max((s[1] for s in inside), default=0)
+    own = max((s[3] for s in inside), default=0)
+    return rss / 1024, max(pss, default=0) / 1024, own / 1024
 
 
 def run_night(instance, start: date, end: date) -> dict:
@@ -280,8 +305,8 @@ def run_night(instance, start: date, end: date) -> dict:
             stage = message.split()[0]
             stage_cpu[stage] = stage_cpu.get(stage, 0.0) + cpu_b - cpu_a
     charges_cpu = stage_cpu.get("charges", 0.0)
-    outside = [s[1:] for s in sampler.samples if not any(a <= s[0] <= b for a, b in step_windows)]
-    step_peaks["outside steps"] = [max((s[i] for s in outside), default=0) / 1024 for i in range(3)]
+    outside = [s for s in sampler.samples if not any(a <= s[0] <= b for a, b in step_windows)]
+    step_peaks["outside steps"] = list(_peaks_mb(outside, sampler.samples, time.time()))
     return {
         "wall": wall,
         "cpu": cpu,
