@@ -237,17 +237,19 @@ class TreeSampler:
 
     def peaks_mb(self, start: float, end: float) -> tuple[float, float, float]:
         """Peak tree RSS, tree PSS and own RSS (MB) between two times. PSS: the largest
-        reading inside, or else the last one before ``end`` (what was known then)."""
+        reading inside, or else the last one before ``end`` (what was known then), capped
+        at the RSS peak inside (a tree's PSS is never above its RSS)."""
         return _peaks_mb([s for s in self.samples if start <= s[0] <= end], self.samples, end)
 
 
 def _peaks_mb(inside: list, every: list, end: float) -> tuple[float, float, float]:
-    pss = [s[2] for s in inside if s[2] is not None]
-    if not pss:
-        pss = [s[2] for s in every if s[0] <= end and s[2] is not None][-1:]
     rss = max((s[1] for s in inside), default=0)
     own = max((s[3] for s in inside), default=0)
-    return rss / 1024, max(pss, default=0) / 1024, own / 1024
+    pss = max((s[2] for s in inside if s[2] is not None), default=None)
+    if pss is None:
+        before = [s[2] for s in every if s[0] <= end and s[2] is not None]
+        pss = min(before[-1], rss) if before else 0
+    return rss / 1024, pss / 1024, own / 1024
 
 
 def run_night(instance, start: date, end: date) -> dict:
