@@ -33,7 +33,6 @@ from billing_pipeline.storage import (
     read_parquet,
     remove_tree,
     scan_parquet,
-    write_parquet,
 )
 
 ACTIVITY_SCHEMA = {
@@ -225,6 +224,15 @@ ROW_GROUP = 8192
 # (40 passes) 16.9-17.1 s, 1,000,000 (10) 15.0-15.5 s, both ~1.05 GB peak; 4,000,000
 # 13.9 s but 1.34 GB, and one pass of a whole 4M-event day held 1.7 GB.
 GROUP_ROWS = 1_000_000
+# How an activity file is written, by the streaming pass and otherwise: zstd level 1 made
+# the 10M x 300 day's build 14.5-15.7 -> 12.8-14.3 s wall and its files 3 % smaller than
+# the default level (in process, three alternated rounds).
+ENCODING: dict = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "statistics": True,
+    "row_group_size": ROW_GROUP,
+}
 
 
 def _client_groups(per_client: Mapping[str, int]) -> list[list[str]]:
@@ -259,9 +267,7 @@ def _write_partitions(
                 max_rows_per_file=None,
                 approximate_bytes_per_file=None,
             ),
-            compression="zstd",
-            statistics=True,
-            row_group_size=ROW_GROUP,
+            **ENCODING,
             mkdir=True,
             engine="streaming",
         )
@@ -287,7 +293,8 @@ def _place(store: Store, key: tuple[date, str], parts: list[Path]) -> pl.DataFra
             shutil.move(parts[0], tmp)
         return rows
     full = pl.read_parquet(parts).sort("source_file", "source_line")  # not expected
-    write_parquet(full, target)
+    with atomic_path(target) as tmp:
+        full.write_parquet(tmp, **ENCODING)
     return full.select(columns)
 
 

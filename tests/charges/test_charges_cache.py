@@ -30,7 +30,7 @@ from billing_pipeline.charging import (
     write_charges,
 )
 from billing_pipeline.generate import GenerateOptions, generate
-from billing_pipeline.ingest.activity import build_activity_range
+from billing_pipeline.ingest.activity import ENCODING, build_activity_range
 from billing_pipeline.ingest.landing import dates_around, ingest_landing
 from billing_pipeline.invoicing import issue_invoice
 from billing_pipeline.ratecards import RateCard, load_ratecards
@@ -230,7 +230,8 @@ def test_a_late_file_recomputes_its_day_only(world: dict) -> None:
     target = store.activity_file(DAYS[2], client)
     frame = pl.read_parquet(target)
     # the same rows written again (a new file, same bytes): still from the cache
-    write_parquet(frame, target)
+    target.unlink()
+    frame.write_parquet(target, **ENCODING)
     assert run_all(world)[client].days_computed == 0
     # a late file adds events to that day: only it goes through Lua again
     late = world["full"].activity_file(DAYS[3], client)
