@@ -149,7 +149,7 @@ def build_activity_range(
             .collect()
         )
     position = {sources[fid]: i for i, fid in enumerate(fids)}
-    # Each candidate's footer read once, not once per group (~40 groups at 10M events).
+    # Each candidate's footer read once, not once per group of clients.
     with_order_id: dict[DataPath, bool] = {}
     per_client = dict(valid.group_by("client_id").len().iter_rows())
     # One streaming pass per group of clients writes all their partitions. A pass holds up
