@@ -18,7 +18,10 @@ a fresh subprocess so that its peak RSS and CPU are its own, ``--repeat`` times:
 Stage seconds come from the Dagster event log of those runs (STEP_START to STEP_SUCCESS);
 "outside compute" is the wall time of ``run_billing`` minus the sum of every step's
 duration: run setup, event-log writes, sensors' work done inline, reports. CPU seconds of
-the charges run are ``getrusage`` (self + reaped children) around it. Peak RSS is the
+each run are ``getrusage`` (self + reaped children) around it, and of the floor around its
+reads; the table gives the night's and ingest's CPU against the floor's next to the wall
+ratios: on this shared machine the floor's wall time moves more from one sitting to the next
+than the night's (18-36 s at 10M events), its CPU much less. Peak RSS is the
 resident set of the whole process tree (the engine forks a worker per client-month batch,
 ingest spawns parse workers), sampled from /proc every 20 ms, or ``ru_maxrss`` if larger;
 it counts the pages a forked worker shares with its parent twice. Peak PSS is the same tree's
@@ -379,7 +382,11 @@ def worker(kind: str, data: Path, work: Path, days: int) -> None:
 
     warnings.filterwarnings("ignore")
     if kind == "floor":
+        cpu = cpu_seconds()
         result = work_floor(data)
+        # the floor's CPU (polars reads on every core) against the night's: steadier from
+        # one sitting to the next than wall time on this shared machine
+        result["cpu"] = cpu_seconds() - cpu
     elif kind == "nightly":
         result = work_nightly(data, work)
     elif kind == "alone":
@@ -427,6 +434,7 @@ def nightly_row(events: int, clients: int, floors: list[dict], nights: list[dict
         return sum(night["steps"].get(n, 0.0) for n in names)
 
     floor = med(f["seconds"] for f in floors)
+    floor_cpu = med(f["cpu"] for f in floors)
     ingest = med(step(n, "landing_files", "activity") for n in nights)
     charges = med(step(n, "charges") for n in nights)
     events_charged = med(n["events"] for n in nights)
@@ -446,6 +454,10 @@ def nightly_row(events: int, clients: int, floors: list[dict], nights: list[dict
         "reconciliation_s": med(step(n, "reconciliation") for n in nights),
         "wall_s": wall,
         "wall_ratio": wall / floor,
+        "floor_cpu_s": floor_cpu,
+        "cpu_s": med(n["cpu"] for n in nights),
+        "cpu_ratio": med(n["cpu"] for n in nights) / floor_cpu,
+        "ingest_cpu_ratio": med(n["stage_cpu"]["ingest"] for n in nights) / floor_cpu,
         "rss_mb": rss,
         "pss_mb": med(max(v[1] for v in n["step_peak_rss_mb"].values()) for n in nights),
         "rss_bytes_per_event": rss * 1024 * 1024 / events,
@@ -471,6 +483,10 @@ NIGHTLY_COLUMNS = [
     ("recon s", "reconciliation_s", "{:.2f}"),
     ("wall s", "wall_s", "{:.2f}"),
     ("wall/floor", "wall_ratio", "{:.1f}x"),
+    ("floor CPU s", "floor_cpu_s", "{:.2f}"),
+    ("CPU s", "cpu_s", "{:.2f}"),
+    ("CPU/floor CPU", "cpu_ratio", "{:.1f}x"),
+    ("ingest CPU/floor CPU", "ingest_cpu_ratio", "{:.1f}x"),
     ("peak RSS MB", "rss_mb", "{:,.0f}"),
     ("peak PSS MB", "pss_mb", "{:,.0f}"),
     ("RSS B/event", "rss_bytes_per_event", "{:,.0f}"),

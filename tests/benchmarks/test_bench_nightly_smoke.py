@@ -32,6 +32,7 @@ def test_the_nightly_benchmark_runs_and_prints_consistent_figures(tmp_path: Path
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     assert header[:3] == ["events", "clients", "floor s"]
     assert {"wall/floor", "peak RSS MB", "runs", "processes", "outside compute s"} <= set(header)
+    assert {"floor CPU s", "CPU s", "CPU/floor CPU", "ingest CPU/floor CPU"} <= set(header)
     assert set(table[1].replace("|", "").split()) == {"---"}
     assert table[2].split("|")[1:3] == [" 3,000 ", " 3 "]  # one row: the smoke size
     # nightly: header, rule, 1 row; month: header, rule, 3 nights and the last day alone
@@ -46,6 +47,13 @@ def test_the_nightly_benchmark_runs_and_prints_consistent_figures(tmp_path: Path
     assert stages < row["wall_s"]
     assert 0 < row["outside_s"] < row["wall_s"]
     assert abs(row["wall_ratio"] - row["wall_s"] / row["floor_s"]) < 1e-9
+    # CPU: the night's (every process it reaped) and its ingest run's, against the floor's
+    assert row["floor_cpu_s"] > 0 and row["cpu_s"] > 0
+    assert abs(row["cpu_ratio"] - row["cpu_s"] / row["floor_cpu_s"]) < 1e-9
+    night = results["nightly"][0]["runs"][0]
+    assert 0 < night["stage_cpu"]["ingest"] < row["cpu_s"]
+    ingest_ratio = night["stage_cpu"]["ingest"] / row["floor_cpu_s"]
+    assert abs(row["ingest_cpu_ratio"] - ingest_ratio) < 1e-9
     # generated with a 0.5% fault rate: most of the 3,000 events are valid and charged
     assert 2700 <= row["events_charged"] <= 3000
     assert row["charges_events_per_s"] > 0 and row["charges_events_per_cpu_s"] > 0
