@@ -32,6 +32,9 @@ def parse_timestamps(column: pl.Expr) -> pl.Expr:
 
     Only UTC years 0002-9998: the date of the instant in any time zone must be one that
     Python and Parquet can hold (9999-12-31T23:59:59-23:59 is in the year 10000 in UTC).
+    The expression uses the parsed instant twice: in a lazy query (``collect``) the parse
+    runs once; an eager ``select`` or ``with_columns`` does not eliminate common
+    subexpressions and parses every text twice.
     """
     instant = column.str.to_datetime("%+", strict=False, time_zone="UTC", time_unit="us")
     return pl.when(instant.dt.year().is_between(2, 9998)).then(instant)

@@ -269,8 +269,16 @@ def _finish(cols: Columns) -> pl.DataFrame:
             for k, v in PARSED_SCHEMA.items()
             if k not in {"source_file", "occurred_at", "order_id"}
         },
-    ).with_columns(
-        _order_ids(cols), parse_timestamps(pl.col("occurred_at_raw")).alias("occurred_at")
+    )
+    # Lazy, not frame.with_columns: parse_timestamps names the instant twice, and only a
+    # lazy query's common-subexpression elimination parses it once (eager: 0.29 against
+    # 0.15 CPU s a million lines).
+    frame = (
+        frame.lazy()
+        .with_columns(
+            _order_ids(cols), parse_timestamps(pl.col("occurred_at_raw")).alias("occurred_at")
+        )
+        .collect()
     )
     failures = dict(cols.failures)
     for row, failure in _envelope_failures(frame).items():
