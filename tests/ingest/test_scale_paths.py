@@ -4,7 +4,9 @@ register fingerprints (and from content when a register has none)."""
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import date, timedelta
 from pathlib import Path
@@ -142,3 +144,20 @@ def test_a_broken_worker_pool_falls_back_to_parsing_in_process(
     fallback = _run(root, zones, tmp_path / "fallback")
     for name, frame in plain.items():
         assert frame.equals(fallback[name]), name
+
+
+def test_parse_workers_run_polars_on_one_thread_and_the_parent_keeps_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The parent's setting, whatever it is, is what it has again after the workers start.
+    monkeypatch.setenv("POLARS_MAX_THREADS", "7")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        futures = landing.submit_all(pool, pl.thread_pool_size, [(), (), (), ()])
+        assert os.environ["POLARS_MAX_THREADS"] == "7"
+        assert [f.result() for f in futures] == [1, 1, 1, 1]
+    monkeypatch.delenv("POLARS_MAX_THREADS")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        futures = landing.submit_all(pool, pl.thread_pool_size, [()])
+        assert "POLARS_MAX_THREADS" not in os.environ
+        assert futures[0].result() == 1
