@@ -135,9 +135,15 @@ worker's exit before building the frames, jemalloc without decay (``_RJEM_MALLOC
 the parent's page faults stay the same (they are the first write to each page after the
 fork, copy-on-write or fresh); jemalloc with transparent huge pages: 2-3x slower.
 
-The 2,000,000 events/s target is NOT met: it needs ~0.5 s of CPU per million for
-everything, and one million takes ~0.8 s (~1,235,000 events per CPU-second). What
-bounds it now, per million events (CPU, measured in-process or with rusage):
+The 2,000,000 events/s target is at the edge: it needs ~0.5 s of CPU per million for
+everything. On 2026-12-05 (``bench_rules.py --repeat 5``, three invocations on a quiet
+machine) one million took 0.52-0.55 s of CPU (parent 0.17-0.18 s, worker 0.37-0.39 s):
+1.81-1.93 million events per CPU-second, and 1.94-2.02 million events a second of wall
+time; on the slower machine of the day before, 0.64 s (1.55 million). The breakdown below
+was measured when a million took ~0.8 s (~1,235,000 events per CPU-second); the worker has
+lost ~0.2 s since (refilled tables for confined handlers, session 9), the parent's share
+is about as it was. What bounded it then, per million events (CPU, measured in-process or
+with rusage):
 
 - the worker's event loops ~0.45 s, most of it decoding payloads: with empty handlers
   order.picked still takes ~0.08 s (~270 ns an event: ~90 ns for the loop, ``e`` and the
@@ -158,9 +164,11 @@ bounds it now, per million events (CPU, measured in-process or with rusage):
   charge_code and memo are string views, 16 bytes a line each; quantity and basis 16 bytes;
   two date columns), every page of it a first write after the fork.
 
-Even with the parent's share at nothing the worker alone is above 0.5 s; reaching it needs a
-different design of the payload path (e.g. fields decoded once per type into typed columns
-and tables made only for what a handler reads), not more tuning of this one.
+With the worker at ~0.37 s, the parent's ~0.17 s is now a third of the whole, and half of
+``to_frames`` is the page faults of writing the charges frame after the fork. A clear margin
+over the target needs a different design of the payload path (e.g. fields decoded once per
+type into typed columns and tables made only for what a handler reads) or of the charges
+frame (fewer bytes a line written in the parent), not more tuning of this one.
 
 Refilled tables (session 9): SPEC §5 lets a rule keep ``e`` or its payload past the call (in
 a table, a closure, a cache keyed on it), so the loop cannot hand every handler the same
