@@ -439,6 +439,7 @@ def nightly_row(events: int, clients: int, floors: list[dict], nights: list[dict
     charges = med(step(n, "charges") for n in nights)
     events_charged = med(n["events"] for n in nights)
     wall = med(n["wall"] for n in nights)
+    cpu = med(n["cpu"] for n in nights)
     rss = med(n["rss_mb"] for n in nights)
     return {
         "events": events,
@@ -455,8 +456,8 @@ def nightly_row(events: int, clients: int, floors: list[dict], nights: list[dict
         "wall_s": wall,
         "wall_ratio": wall / floor,
         "floor_cpu_s": floor_cpu,
-        "cpu_s": med(n["cpu"] for n in nights),
-        "cpu_ratio": med(n["cpu"] for n in nights) / floor_cpu,
+        "cpu_s": cpu,
+        "cpu_ratio": cpu / floor_cpu,
         "ingest_cpu_ratio": med(n["stage_cpu"]["ingest"] for n in nights) / floor_cpu,
         "rss_mb": rss,
         "pss_mb": med(max(v[1] for v in n["step_peak_rss_mb"].values()) for n in nights),

@@ -193,9 +193,13 @@ def write_parquet(
     target: DataPath,
     durable: bool = True,
     row_group_size: int | None = None,
+    **encoding: object,
 ) -> None:
+    """``frame`` to ``target`` atomically: zstd with statistics unless ``encoding`` (options
+    of ``polars.DataFrame.write_parquet``) says otherwise."""
+    options = {"compression": "zstd", "statistics": True, **encoding}
     with atomic_path(target, durable=durable) as tmp:
-        frame.write_parquet(tmp, compression="zstd", statistics=True, row_group_size=row_group_size)
+        frame.write_parquet(tmp, row_group_size=row_group_size, **options)
 
 
 def parquet_bytes(

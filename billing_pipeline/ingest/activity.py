@@ -33,6 +33,7 @@ from billing_pipeline.storage import (
     read_parquet,
     remove_tree,
     scan_parquet,
+    write_parquet,
 )
 
 ACTIVITY_SCHEMA = {
@@ -293,8 +294,7 @@ def _place(store: Store, key: tuple[date, str], parts: list[Path]) -> pl.DataFra
             shutil.move(parts[0], tmp)
         return rows
     full = pl.read_parquet(parts).sort("source_file", "source_line")  # not expected
-    with atomic_path(target) as tmp:
-        full.write_parquet(tmp, **ENCODING)
+    write_parquet(full, target, **ENCODING)
     return full.select(columns)
 
 
