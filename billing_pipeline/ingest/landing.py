@@ -44,7 +44,6 @@ from billing_pipeline.ingest.register import registered, update_register
 from billing_pipeline.ingest.validation import parse_batch
 from billing_pipeline.storage import (
     Store,
-    atomic_path,
     file_id,
     file_stat,
     read_parquet,
@@ -721,8 +720,7 @@ def write_staging(frame: pl.DataFrame, target: Path, row_group_size: int | None 
     rebuilt from the landing files: see ``_staged``), compressed cheaply (lz4 writes several
     times faster than zstd; these files are read back within the run and by the daily
     partitions, never by users)."""
-    with atomic_path(target, durable=False) as tmp:
-        frame.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=row_group_size)
+    write_parquet(frame, target, durable=False, row_group_size=row_group_size, compression="lz4")
 
 
 def dates_around(days: set[date]) -> set[date]:
