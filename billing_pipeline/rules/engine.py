@@ -135,19 +135,19 @@ worker's exit before building the frames, jemalloc without decay (``_RJEM_MALLOC
 the parent's page faults stay the same (they are the first write to each page after the
 fork, copy-on-write or fresh); jemalloc with transparent huge pages: 2-3x slower.
 
-The 2,000,000 events/s target is at the edge: it needs ~0.5 s of CPU per million for
-everything. On 2026-12-05 (``bench_rules.py --repeat 5``, three invocations on a quiet
-machine) one million took 0.52-0.55 s of CPU (parent 0.17-0.18 s, worker 0.37-0.39 s):
-1.81-1.93 million events per CPU-second, and 1.94-2.02 million events a second of wall
-time; on the slower machine of the day before, 0.64 s (1.55 million), and on a slower day
-after (session 14) 0.57-0.59 s (1.68-1.74 million). The same code moves that much because
-about a fifth of its CPU is page faults, whose cost is the machine's: the parent's first
-write to each page after the fork (~48,000 a million events, ~0.05 s) and the worker's own
-(~22,600, ~0.06 s of system time); docs/performance.md, "Session 14". The breakdown below
-was measured when a million took ~0.8 s (~1,235,000 events per CPU-second); the worker has
-lost ~0.2 s since (refilled tables for confined handlers, session 9), the parent's share
-is about as it was. What bounded it then, per million events (CPU, measured in-process or
-with rusage):
+The 2,000,000 events/s target is not met (blocked, docs/performance.md, "Session 15"): it
+needs ~0.5 s of CPU per million for everything. The same code took, per million
+(``bench_rules.py --repeat 5``, three invocations each day): 0.52-0.55 s on a quiet machine
+(parent 0.17-0.18 s, worker 0.37-0.39 s; 1.81-1.93 million events per CPU-second, 1.94-2.02
+million events a second of wall time), 0.64 s (1.55 million) the day before, 0.57-0.59 s
+(1.68-1.74 million) in session 14 and 0.60-0.65 s (1.53-1.68 million) in session 15. It moves
+that much because about a fifth of its CPU is page faults, whose cost is the machine's:
+the parent's first write to each page after the fork (~48,000 a million events, ~0.05 s)
+and the worker's own (~22,600, ~0.06 s of system time); docs/performance.md, "Session 14".
+The breakdown below was measured when a million took ~0.8 s (~1,235,000 events per
+CPU-second); the worker has lost ~0.2 s since (refilled tables for confined handlers,
+session 9), the parent's share is about as it was. What bounded it then, per million
+events (CPU, measured in-process or with rusage):
 
 - the worker's event loops ~0.45 s, most of it decoding payloads: with empty handlers
   order.picked still takes ~0.08 s (~270 ns an event: ~90 ns for the loop, ``e`` and the
